@@ -1,0 +1,68 @@
+"""The bundle format: file names, tensor names and special ids shared by `export/` and `serve/`.
+
+A bundle is a directory::
+
+    config.json              format version, special ids, dims, graph I/O names, sha256 of every file
+    encoder.onnx             source_ids -> encoder_output and each decoder layer's cross-attention K/V
+    decoder.onnx             one cached decoding step
+    source.tokenizer.json    tokenizers-library BPE for the source language
+    target.tokenizer.json    tokenizers-library BPE for the target language
+
+Shapes use B = batch, S = source length, P = past (cached) target length, H = heads (h),
+Dh = head dim (d_k = d_model / h), D = hidden dim (d_model), V = target vocabulary size.
+"""
+
+FORMAT_VERSION = 1
+
+CONFIG_FILE = "config.json"
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+SOURCE_TOKENIZER_FILE = "source.tokenizer.json"
+TARGET_TOKENIZER_FILE = "target.tokenizer.json"
+
+# Special ids, identical in the source and target tokenizers.
+PAD_ID = 0
+BOS_ID = 1
+EOS_ID = 2
+UNK_ID = 3
+SPECIAL_TOKENS = ["[PAD]", "[BOS]", "[EOS]", "[UNK]"]
+
+# encoder.onnx
+SOURCE_IDS = "source_ids"  # int32 (B, S); PAD_ID pads
+ENCODER_OUTPUT = "encoder_output"  # float32 (B, S, D)
+
+# decoder.onnx
+TOKEN_IDS = "token_ids"  # int32 (B, 1): the newest target token
+POSITION = "position"  # int32 (): its position in the target, = P
+SOURCE_MASK = "source_mask"  # bool (B, S): True where the source holds a real token
+LOGITS = "logits"  # float32 (B, V): next-token logits
+
+
+def cross_key_name(layer: int) -> str:
+    """Encoder output, decoder input: float32 (B, H, S, Dh), layer `layer`'s cross-attention keys."""
+    return f"cross_key_{layer}"
+
+
+def cross_value_name(layer: int) -> str:
+    """Encoder output, decoder input: float32 (B, H, S, Dh), cross-attention values."""
+    return f"cross_value_{layer}"
+
+
+def past_key_name(layer: int) -> str:
+    """Decoder input: float32 (B, H, P, Dh), self-attention keys of the tokens before this step."""
+    return f"past_key_{layer}"
+
+
+def past_value_name(layer: int) -> str:
+    """Decoder input: float32 (B, H, P, Dh), self-attention values of earlier tokens."""
+    return f"past_value_{layer}"
+
+
+def present_key_name(layer: int) -> str:
+    """Decoder output: float32 (B, H, P + 1, Dh), the past keys with this step's appended."""
+    return f"present_key_{layer}"
+
+
+def present_value_name(layer: int) -> str:
+    """Decoder output: float32 (B, H, P + 1, Dh)."""
+    return f"present_value_{layer}"
