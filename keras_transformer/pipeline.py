@@ -1,0 +1,90 @@
+"""From text pairs to `tf.data` batches for teacher forcing.
+
+Conventions (same ids in both languages, see serve/bundle_format.py):
+    source_ids   = tokens(source) + [EOS]
+    target_ids   = [BOS] + tokens(target)      (decoder input)
+    labels       = tokens(target) + [EOS]      (what each decoder position must predict)
+Pairs whose source or target would exceed the model's maximum length are skipped and counted.
+Batches are bucketed by length and sized by tokens, not by a fixed number of sentences, so short
+sentences come in big batches and long ones in small batches, with little padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from serve.bundle_format import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass
+class EncodedCorpus:
+    """Token ids without specials; `source[i]` and `target[i]` are lists of ints."""
+    source: list[list[int]]
+    target: list[list[int]]
+    skipped_too_long: int = 0
+
+    def __len__(self):
+        return len(self.source)
+
+    def num_target_tokens(self) -> int:
+        """Label tokens (target + EOS): the unit of training throughput."""
+        return sum(len(t) + 1 for t in self.target)
+
+
+def encode_corpus(pairs, source_tokenizer, target_tokenizer, max_source_length, max_target_length):
+    """Tokenize pairs; drop those whose source + EOS or BOS + target exceed the maximum lengths."""
+    source = source_tokenizer.encode_batch([s for s, _ in pairs])
+    target = target_tokenizer.encode_batch([t for _, t in pairs])
+    kept_source, kept_target = [], []
+    for s, t in zip(source, target):
+        if len(s) + 1 <= max_source_length and len(t) + 1 <= max_target_length:
+            kept_source.append(s)
+            kept_target.append(t)
+    return EncodedCorpus(kept_source, kept_target, skipped_too_long=len(source) - len(kept_source))
+
+
+def bucket_boundaries(max_length: int) -> list[int]:
+    """Upper bounds (exclusive) of the length buckets: 8, 12, 16, 24, 32, 48, 64, ... past max_length."""
+    boundaries, size = [], 8
+    while size <= max_length:
+        boundaries.append(size)
+        boundaries.append(size * 3 // 2)
+        size *= 2
+    return [b for b in boundaries if b <= max_length] + [max_length + 1]
+
+
+def _ragged(rows, prefix=(), suffix=()):
+    import tensorflow as tf
+
+    lengths = [len(r) + len(prefix) + len(suffix) for r in rows]
+    flat = np.fromiter((i for r in rows for i in (*prefix, *r, *suffix)), dtype=np.int32, count=sum(lengths))
+    return tf.RaggedTensor.from_row_lengths(flat, np.asarray(lengths, dtype=np.int64))
+
+
+def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True, seed: int = 0):
+    """A `tf.data.Dataset` of ({"source_ids": (B, S), "target_ids": (B, T)}, labels (B, T)), int32,
+    padded with PAD_ID; each batch holds at most about `batch_tokens` tokens per side."""
+    import tensorflow as tf
+
+    if len(corpus) == 0:
+        raise ValueError("expected at least one training pair after filtering, got none")
+    dataset = tf.data.Dataset.from_tensor_slices((
+        _ragged(corpus.source, suffix=(EOS_ID,)),
+        _ragged(corpus.target, prefix=(BOS_ID,)),
+        _ragged(corpus.target, suffix=(EOS_ID,)),
+    ))
+    if shuffle:
+        dataset = dataset.shuffle(len(corpus), seed=seed, reshuffle_each_iteration=True)
+    longest = max(max(len(s) for s in corpus.source), max(len(t) for t in corpus.target)) + 1
+    boundaries = bucket_boundaries(longest)
+    batch_sizes = [max(1, batch_tokens // b) for b in boundaries] + [max(1, batch_tokens // (longest + 1))]
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=lambda s, t, y: tf.maximum(tf.shape(s)[0], tf.shape(t)[0]),
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=batch_sizes,
+        padding_values=(PAD_ID, PAD_ID, PAD_ID),
+    )
+    dataset = dataset.map(lambda s, t, y: ({"source_ids": s, "target_ids": t}, y))
+    return dataset.prefetch(tf.data.AUTOTUNE)

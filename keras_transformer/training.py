@@ -1,0 +1,199 @@
+"""Training with `model.fit`: tokenizers, run directory, callbacks that make interruption harmless.
+
+- Re-running the same command on an unfinished run continues after the last finished epoch
+  (`BackupAndRestore` holds weights, optimizer state and the epoch counter).
+- `force=True` starts over; a run directory trained with other settings, or a directory that is
+  not a run, is never overwritten silently.
+- A NaN/Inf loss stops training with `TrainingError`; `model.keras` keeps the last good epoch.
+- `model.keras`, `config.json` and `history.csv` are replaced atomically at each epoch end.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+
+from keras_transformer.atomic_files import atomic_save_model, atomic_write_text
+from keras_transformer.run_dir import RunDir, RunDirError
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on (e.g. the loss became NaN)."""
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The TransformerConfig fields a user chooses; the vocabulary sizes come from the tokenizers."""
+    num_layers: int = 3
+    hidden_dim: int = 256
+    num_heads: int = 4
+    intermediate_dim: int = 1024
+    dropout: float = 0.1
+    max_source_length: int = 128
+    max_target_length: int = 128
+    norm_first: bool = False
+    activation: str = "relu"
+    tie_output_embedding: bool = True
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    epochs: int = 10
+    batch_tokens: int = 4096
+    label_smoothing: float = 0.1
+    warmup_steps: int = 4000
+    learning_rate_scale: float = 1.0
+    source_vocab_size: int = 8000
+    target_vocab_size: int = 8000
+    seed: int = 0
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_tokens", "warmup_steps", "source_vocab_size", "target_vocab_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: expected 0 <= value < 1, got {self.label_smoothing!r}")
+
+
+def _history_callback(run: RunDir):
+    import keras
+
+    class EpochEnd(keras.callbacks.Callback):
+        """Saves model.keras and rewrites history.csv (one row per finished epoch) atomically.
+
+        Rows of epochs at or after the current one (left by an interrupted earlier attempt) are
+        replaced, so every epoch appears exactly once however often training was resumed.
+        """
+
+        def on_train_begin(self, logs=None):
+            self.rows = _read_history(run)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            atomic_save_model(self.model, run.model_path)
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+                   "seconds": round(time.perf_counter() - self.started, 2)}
+            self.rows = [r for r in self.rows if int(r["epoch"]) <= epoch] + [row]
+            _write_history(run, self.rows)
+
+    return EpochEnd()
+
+
+def _read_history(run: RunDir) -> list[dict]:
+    if not run.history_path.is_file():
+        return []
+    with open(run.history_path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_history(run: RunDir, rows: list[dict]):
+    columns = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run.history_path, buffer.getvalue())
+
+
+def _prepare_run_dir(run: RunDir, request: dict, force: bool, log) -> bool:
+    """Returns True when an unfinished run with the same settings should be resumed."""
+    if run.path.exists() and not run.path.is_dir():
+        raise RunDirError(f"{run.path}: expected a directory for the run, got a file")
+    if force and run.path.exists():
+        if not run.exists() and not run.is_empty_or_missing():
+            raise RunDirError(f"{run.path}: exists and is not a run directory; refusing to delete it even with "
+                              "--force (choose another --out)")
+        shutil.rmtree(run.path)
+    if run.is_empty_or_missing():
+        run.path.mkdir(parents=True, exist_ok=True)
+        return False
+    if not run.exists():
+        raise RunDirError(f"{run.path}: exists and is not a run directory (no config.json); choose another --out")
+    previous = run.read_config()
+    differences = sorted(k for k in request if previous.get(k) != request[k])
+    if differences:
+        raise RunDirError(f"{run.path}: holds a run trained with other settings (differences in {differences}); "
+                          "pass --force to start over or choose another --out")
+    log(f"Resuming {run.path} after epoch {len(_read_history(run))}")
+    return True
+
+
+def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: TrainingSettings,
+          data_description: dict, force: bool = False, log=print, verbose="auto"):
+    """Trains (or resumes) a run in directory `out`; returns the trained `keras.Model`."""
+    import keras
+
+    from keras_transformer import losses, pipeline
+    from keras_transformer.config import TransformerConfig
+    from keras_transformer.model import build_transformer
+    from keras_transformer.schedule import transformer_optimizer
+    from keras_transformer.tokenizer_training import train_tokenizer
+
+    run = RunDir(out)
+    request = {"model_options": dataclasses.asdict(model_options), "training": dataclasses.asdict(settings),
+               "data": data_description}
+    resuming = _prepare_run_dir(run, request, force, log)
+    if resuming and run.read_config().get("status") == "complete":
+        log(f"{run.path}: training already complete ({settings.epochs} epochs); pass --force to start over")
+        return run.load_model()
+
+    if resuming:
+        source_tokenizer, target_tokenizer = run.load_tokenizers()
+    else:
+        started = time.perf_counter()
+        source_tokenizer = train_tokenizer((s for s, _ in train_pairs), settings.source_vocab_size)
+        target_tokenizer = train_tokenizer((t for _, t in train_pairs), settings.target_vocab_size)
+        source_tokenizer.save(run.source_tokenizer_path)
+        target_tokenizer.save(run.target_tokenizer_path)
+        log(f"Tokenizers: source {source_tokenizer.vocab_size} and target {target_tokenizer.vocab_size} subwords "
+            f"({time.perf_counter() - started:.1f}s)")
+    config = TransformerConfig(source_vocab_size=source_tokenizer.vocab_size,
+                               target_vocab_size=target_tokenizer.vocab_size,
+                               **dataclasses.asdict(model_options))
+    run.write_config({**request, "model": config.to_dict(), "status": "training"})
+
+    encode = lambda pairs: pipeline.encode_corpus(  # noqa: E731
+        pairs, source_tokenizer, target_tokenizer, config.max_source_length, config.max_target_length)
+    train_corpus = encode(train_pairs)
+    log(f"Training pairs: {len(train_corpus)} kept, {train_corpus.skipped_too_long} skipped as longer than "
+        f"{config.max_source_length}/{config.max_target_length} tokens")
+    train_data = pipeline.make_dataset(train_corpus, settings.batch_tokens, shuffle=True, seed=settings.seed)
+    valid_data = None
+    if valid_pairs:
+        valid_corpus = encode(valid_pairs)
+        valid_data = pipeline.make_dataset(valid_corpus, settings.batch_tokens, shuffle=False)
+
+    keras.utils.set_random_seed(settings.seed)
+    model = build_transformer(config)
+    model.compile(
+        optimizer=transformer_optimizer(config.hidden_dim, settings.warmup_steps, settings.learning_rate_scale),
+        loss=losses.MaskedSparseCrossEntropy(settings.label_smoothing),
+        metrics=[losses.MaskedAccuracy()],
+        jit_compile=settings.jit_compile,
+    )
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run.backup_path), double_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        _history_callback(run),
+    ]
+    if verbose == "auto" and not sys.stdout.isatty():
+        verbose = 2  # one line per epoch in logs, the progress bar on a terminal
+    try:
+        model.fit(train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=callbacks,
+                  verbose=verbose)
+    except RuntimeError as error:
+        if "NaN or Inf loss" not in str(error):
+            raise
+        finished = len(_read_history(run))
+        raise TrainingError(f"training stopped: the loss became NaN/Inf ({error}); {run.model_path} keeps the last "
+                            f"good epoch ({finished} finished); lower the learning rate or check the data") from None
+    run.write_config({**request, "model": config.to_dict(), "status": "complete"})
+    return model

@@ -1,0 +1,121 @@
+"""The `keras-transformer` command.
+
+This module imports neither TensorFlow nor Keras at the top: `translate` and `serve` run in the
+slim install (onnxruntime, numpy, tokenizers) and the training commands import TensorFlow lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logging: warnings and errors only
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+TRAINING_MODULES = {"tensorflow", "keras", "tf2onnx", "onnx", "matplotlib", "sacrebleu"}
+DEBUG_ENV = "KERAS_TRANSFORMER_DEBUG"  # set to 1 to see full tracebacks
+
+
+def _add_data_options(parser):
+    parser.add_argument("--source-column", help="source column of a .csv SPEC")
+    parser.add_argument("--target-column", help="target column of a .csv SPEC")
+
+
+def _add_train_parser(commands):
+    # Options left out stay None and take the defaults of ModelOptions / TrainingSettings
+    # (keras_transformer/training.py), so building the parser imports no TensorFlow.
+    p = commands.add_parser("train", help="train a Transformer with model.fit into a run directory")
+    p.add_argument("--data", required=True, help="training SPEC: demo, FILE.tsv, FILE.csv or SOURCE_FILE,TARGET_FILE")
+    p.add_argument("--valid", help="validation SPEC (same forms)")
+    p.add_argument("--out", required=True, help="run directory to create (or resume)")
+    _add_data_options(p)
+    p.add_argument("--max-pairs", type=int, help="use only the first N training pairs")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-tokens", type=int, help="tokens per batch (per side)")
+    p.add_argument("--num-layers", type=int, help="N")
+    p.add_argument("--hidden-dim", type=int, help="d_model")
+    p.add_argument("--num-heads", type=int, help="h")
+    p.add_argument("--intermediate-dim", type=int, help="d_ff")
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--max-source-length", type=int, help="in tokens, EOS included")
+    p.add_argument("--max-target-length", type=int, help="in tokens, EOS included")
+    p.add_argument("--norm-first", action="store_true", help="pre-norm instead of the paper's post-norm")
+    p.add_argument("--activation", choices=["relu", "gelu"])
+    p.add_argument("--no-tie-output-embedding", action="store_true", help="a separate pre-softmax matrix")
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--learning-rate-scale", type=float,
+                   help="multiplies the paper's schedule")
+    p.add_argument("--source-vocab-size", type=int)
+    p.add_argument("--target-vocab-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")
+    p.set_defaults(handler=_train)
+
+
+def _train(args):
+    from keras_transformer.corpus import read_parallel_corpus
+    from keras_transformer.training import ModelOptions, TrainingSettings, train
+
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    given["tie_output_embedding"] = not args.no_tie_output_embedding
+    model_options = ModelOptions(**{f.name: given[f.name] for f in dataclasses.fields(ModelOptions) if f.name in given})
+    settings = TrainingSettings(
+        **{f.name: given[f.name] for f in dataclasses.fields(TrainingSettings) if f.name in given})
+    # Validate the model options before reading any data.
+    from keras_transformer.config import TransformerConfig
+
+    TransformerConfig(source_vocab_size=8, target_vocab_size=8, **vars(model_options))
+    columns = dict(source_column=args.source_column, target_column=args.target_column)
+    train_pairs, stats = read_parallel_corpus(args.data, max_pairs=args.max_pairs, **columns)
+    print(f"Read {args.data}: {stats.kept} pairs ({stats.skipped_empty} skipped with an empty side)")
+    valid_pairs = None
+    if args.valid:
+        valid_pairs, valid_stats = read_parallel_corpus(args.valid, **columns)
+        print(f"Read {args.valid}: {valid_stats.kept} validation pairs")
+    data = {"train": args.data, "valid": args.valid, "max_pairs": args.max_pairs, **columns}
+    train(args.out, train_pairs, valid_pairs, model_options, settings, data, force=args.force)
+    print(f"Run written to {args.out}")
+
+
+def _add_demo_parser(commands):
+    p = commands.add_parser("demo", help="built-in English→Hindi corpus: train, export, translate, score")
+    p.add_argument("--out", default="runs/demo", help="directory for the run (default: runs/demo)")
+    p.set_defaults(handler=lambda args: __import__("keras_transformer.demo", fromlist=["run_demo"]).run_demo(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keras-transformer", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo_parser(commands)
+    _add_train_parser(commands)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+    except ModuleNotFoundError as error:
+        if error.name and error.name.split(".")[0] in TRAINING_MODULES:
+            print(f"keras-transformer {args.command}: error: this command needs the training extras "
+                  f"({error.name} is not installed): pip install 'keras-transformer[train]'", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, TypeError) as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"keras-transformer {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
