@@ -1,0 +1,279 @@
+"""Reading parallel corpora from a SPEC string (pure Python: no TensorFlow here).
+
+A SPEC is one of:
+
+    demo                      the built-in demo corpus (`keras_transformer.demo_corpus`), train split
+    PATH.tsv                  column 1 = source, column 2 = target, further columns ignored; no header
+    PATH.csv                  a header row; pass `source_column` and `target_column`; quoted fields work
+    SOURCE_FILE,TARGET_FILE   two line-aligned plain-text files, one sentence a line
+
+Every side is NFC-normalized, its whitespace runs collapsed to one space and stripped. A pair with an
+empty side (or a blank line) is skipped and counted in `CorpusStats.skipped_empty`, not an error.
+Malformed input raises `CorpusError` naming the file, the line and "expected X, got Y".
+
+Example:
+    >>> pairs, stats = read_parallel_corpus("../shared/data/en-hi/train.tsv", max_pairs=2)
+    >>> pairs[0]
+    ('He runs a company in Meguro.', 'वह मेगुरो में एक कंपनी चलाता है।')
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+ACCEPTED_FORMS = "'demo', a .tsv file, a .csv file (with source_column and target_column), or SOURCE_FILE,TARGET_FILE"
+
+
+@dataclass
+class CorpusStats:
+    """Counts of what reading a corpus did.
+
+    Attributes:
+        read: records (lines, rows or line pairs) read.
+        kept: pairs returned.
+        skipped_empty: pairs dropped because a side was empty after normalization.
+        skipped_too_long: pairs dropped for length by a later stage (the tokenizing pipeline);
+            always 0 here.
+    """
+
+    read: int = 0
+    kept: int = 0
+    skipped_empty: int = 0
+    skipped_too_long: int = 0
+
+
+class CorpusError(ValueError):
+    """Malformed corpus input; the message names the file, the line and what was wrong."""
+
+
+def normalize_text(text: str) -> str:
+    """NFC, every whitespace run → one space, stripped."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+# ---------------------------------------------------------------------------- low-level reading
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"corpus file not found: {path}")
+    if path.is_dir():
+        raise CorpusError(f"{path}: expected a file, got a directory")
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yields (line number from 1, decoded line with its line ending) of a UTF-8 file.
+
+    Splits on "\\n" only (not on the other Unicode line separators), drops a leading BOM, and
+    raises `CorpusError` naming the line of any byte that is not UTF-8.
+    """
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise CorpusError(
+                    f"{path}:{line_number}: expected UTF-8 text, got byte 0x{raw[error.start]:02x} "
+                    f"at byte {error.start + 1} of the line"
+                ) from None
+            if line_number == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            yield line_number, line
+
+
+def _strip_newline(line: str) -> str:
+    return line.rstrip("\r\n")
+
+
+# ---------------------------------------------------------------------------- one reader per form
+
+
+def _tsv_pairs(path: Path) -> Iterator[tuple[str, str] | None]:
+    """Yields (source, target), or None for a blank line."""
+    for line_number, line in _read_lines(path):
+        line = _strip_newline(line)
+        if not line.strip():
+            yield None
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise CorpusError(
+                f"{path}:{line_number}: expected at least 2 tab-separated fields (source, target), "
+                f"got {len(fields)}"
+            )
+        yield fields[0], fields[1]
+
+
+def _csv_pairs(path: Path, source_column: str, target_column: str) -> Iterator[tuple[str, str] | None]:
+    """Yields (source, target) from the named columns, or None for a blank row."""
+    lines = (line for _, line in _read_lines(path))
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise CorpusError(f"{path}:1: expected a header row naming the columns, got an empty file")
+        header = [name.strip() for name in header]
+        missing = [name for name in (source_column, target_column) if name not in header]
+        if missing:
+            raise CorpusError(
+                f"{path}:1: expected columns {missing} in the header, got columns {header}"
+            )
+        source_index = header.index(source_column)
+        target_index = header.index(target_column)
+        needed = max(source_index, target_index) + 1
+        for row in reader:
+            if not any(field.strip() for field in row):
+                yield None
+                continue
+            if len(row) < needed:
+                raise CorpusError(
+                    f"{path}:{reader.line_num}: expected at least {needed} comma-separated fields "
+                    f"(up to column {header[needed - 1]!r}), got {len(row)}"
+                )
+            yield row[source_index], row[target_index]
+    except csv.Error as error:
+        raise CorpusError(f"{path}:{reader.line_num}: expected well-formed CSV, got {error}") from None
+
+
+def _count_lines(path: Path) -> int:
+    """Lines in a file, a last line without a line ending included."""
+    count = 0
+    last = b"\n"
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _line_aligned_pairs(source_path: Path, target_path: Path) -> Iterator[tuple[str, str]]:
+    """Yields (source line, target line); first checks that both files have as many lines."""
+    source_count, target_count = _count_lines(source_path), _count_lines(target_path)
+    if source_count != target_count:
+        raise CorpusError(
+            f"{source_path} and {target_path}: expected line-aligned files with equal line counts, "
+            f"got {source_count} and {target_count} lines"
+        )
+    for (_, source), (_, target) in zip(_read_lines(source_path), _read_lines(target_path)):
+        yield _strip_newline(source), _strip_newline(target)
+
+
+def _demo_pairs() -> list[tuple[str, str]]:
+    from keras_transformer.demo_corpus import generate_demo_corpus  # lazy: only `demo` needs it
+
+    return list(generate_demo_corpus(seed=0).train)
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def read_parallel_corpus(
+    spec: str,
+    source_column: str | None = None,
+    target_column: str | None = None,
+    max_pairs: int | None = None,
+) -> tuple[list[tuple[str, str]], CorpusStats]:
+    """Reads (source, target) sentence pairs from a SPEC (see the module docstring).
+
+    Args:
+        spec: `demo`, `PATH.tsv`, `PATH.csv` or `SOURCE_FILE,TARGET_FILE`.
+        source_column: the source column's header name; required for `.csv`, ignored otherwise
+            (so one pair of CLI options can serve a `.csv` --data and a `.tsv` --valid).
+        target_column: the target column's header name; as `source_column`.
+        max_pairs: stop after this many kept pairs (None: read everything).
+
+    Returns:
+        The pairs (normalized, none empty) and the counts of what was read and skipped.
+
+    Raises:
+        FileNotFoundError: a file of the SPEC does not exist.
+        CorpusError: malformed content (too few fields, missing columns, bad UTF-8, line counts
+            that differ); the message names the file and line.
+        ValueError: an unrecognized SPEC or a bad argument.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"expected a corpus SPEC ({ACCEPTED_FORMS}), got {spec!r}")
+    if max_pairs is not None and (isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 0):
+        raise ValueError(f"expected max_pairs to be None or an integer >= 0, got {max_pairs!r}")
+    spec = spec.strip()
+    suffix = Path(spec).suffix.lower()
+
+    records: Iterable[tuple[str, str] | None]
+    if spec == "demo":
+        records = _demo_pairs()
+    elif "," in spec and not os.path.exists(spec):
+        parts = [part.strip() for part in spec.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(
+                f"expected SOURCE_FILE,TARGET_FILE (exactly one comma) or another form ({ACCEPTED_FORMS}), "
+                f"got {spec!r}"
+            )
+        source_path, target_path = Path(parts[0]), Path(parts[1])
+        _check_file(source_path)
+        _check_file(target_path)
+        records = _line_aligned_pairs(source_path, target_path)
+    elif suffix == ".tsv":
+        _check_file(Path(spec))
+        records = _tsv_pairs(Path(spec))
+    elif suffix == ".csv":
+        if source_column is None or target_column is None:
+            raise ValueError(
+                f"expected source_column and target_column for the .csv SPEC {spec!r}, "
+                f"got source_column={source_column!r}, target_column={target_column!r}"
+            )
+        _check_file(Path(spec))
+        records = _csv_pairs(Path(spec), source_column, target_column)
+    else:
+        raise ValueError(f"expected a corpus SPEC ({ACCEPTED_FORMS}), got {spec!r}")
+
+    pairs: list[tuple[str, str]] = []
+    stats = CorpusStats()
+    if max_pairs == 0:
+        return pairs, stats
+    for record in records:
+        stats.read += 1
+        source, target = ("", "") if record is None else (normalize_text(record[0]), normalize_text(record[1]))
+        if not source or not target:
+            stats.skipped_empty += 1
+            continue
+        pairs.append((source, target))
+        if max_pairs is not None and len(pairs) >= max_pairs:
+            break
+    stats.kept = len(pairs)
+    return pairs, stats
+
+
+def write_tsv(pairs: Iterable[tuple[str, str]], path: str | os.PathLike) -> None:
+    """Writes pairs as `source<TAB>target` lines (UTF-8), atomically: a temporary file, then `os.replace`.
+
+    Raises:
+        ValueError: a side holds a tab or a line break (the file could not be read back as pairs).
+        FileNotFoundError: the directory of `path` does not exist.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
+    lines = []
+    for index, pair in enumerate(pairs):
+        if len(pair) != 2:
+            raise ValueError(f"pair {index}: expected (source, target), got {len(pair)} items")
+        for side in pair:
+            if "\t" in side or "\n" in side or "\r" in side:
+                raise ValueError(f"pair {index}: expected no tab or line break in a TSV field, got {side!r}")
+        lines.append(f"{pair[0]}\t{pair[1]}\n")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.writelines(lines)
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0o600
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise

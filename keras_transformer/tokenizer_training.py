@@ -1,0 +1,90 @@
+"""Training a subword (BPE) tokenizer for one language of the corpus.
+
+The paper (section 5.1) uses byte-pair encoding; we train one BPE per language with the tokenizers
+library and wrap it in `serve.tokenizer.SubwordTokenizer`. The pipeline, text → ids:
+
+    normalizer     NFC, every whitespace run → one space, strip
+    pre-tokenizer  Metaspace: " " → "▁", split before each "▁" ("▁How", "▁are", "▁you?")
+                   Punctuation: each punctuation mark its own piece ("▁you", "?"; Hindi "है", "।")
+    model          BPE learned on those pieces; a character never seen in training → [UNK] (id 3),
+                   no byte fallback
+
+and ids → text with the Metaspace decoder ("▁" → " ", the first one dropped). Every space survives
+as a "▁" inside some piece, so `decode(encode(s)) == s` for any whitespace-normalized NFC text whose
+characters were all seen in training, whatever the script.
+
+Example:
+    >>> tok = train_tokenizer(["How are you?", "I am fine."] * 10, vocab_size=100)
+    >>> tok.decode(tok.encode("How are you?"))
+    'How are you?'
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from serve.bundle_format import SPECIAL_TOKENS
+from serve.tokenizer import SubwordTokenizer
+
+UNK_TOKEN = SPECIAL_TOKENS[3]
+
+
+def _untrained_tokenizer() -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN, byte_fallback=False))
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True), pre_tokenizers.Punctuation()]
+    )
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    return tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> SubwordTokenizer:
+    """Learns a BPE tokenizer from `texts` (one language).
+
+    Args:
+        texts: sentences; any iterable, read once (a generator is fine).
+        vocab_size: the target number of ids, special tokens included. Every character seen in
+            training is kept, so a tiny corpus with many characters may give a few more.
+        min_frequency: a pair must occur this often to be merged.
+
+    Returns:
+        A `SubwordTokenizer` with [PAD] [BOS] [EOS] [UNK] at ids 0..3. Training is deterministic:
+        the same texts give byte-identical JSON.
+
+    Raises:
+        ValueError: for a `vocab_size` below 5, a `min_frequency` below 1, or no non-empty text.
+    """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"expected vocab_size to be an integer > {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
+    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
+        raise ValueError(f"expected min_frequency to be an integer >= 1, got {min_frequency!r}")
+    if isinstance(texts, str):
+        raise ValueError("expected an iterable of sentences, got a single str")
+
+    non_empty = 0
+
+    def counted(items: Iterable[str]) -> Iterator[str]:
+        nonlocal non_empty
+        for item in items:
+            if not isinstance(item, str):
+                raise ValueError(f"expected str sentences, got {type(item).__name__}: {item!r}")
+            if item.strip():
+                non_empty += 1
+            yield item
+
+    tokenizer = _untrained_tokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),  # added first, so they get ids 0..3
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(counted(texts), trainer=trainer)
+    if non_empty == 0:
+        raise ValueError("expected at least one non-empty sentence to train a tokenizer on, got none")
+    return SubwordTokenizer(tokenizer, source="<trained>")
