@@ -67,9 +67,13 @@ class MultiHeadAttention(keras.layers.Layer):
         self.value_dense.build(key_value_shape)
         self.output_dense.build(tuple(query_shape[:-1]) + (self.hidden_dim,))
 
-    def split_heads(self, x):
-        """(B, T, D) -> (B, H, T, Dh)."""
-        x = ops.reshape(x, (ops.shape(x)[0], ops.shape(x)[1], self.num_heads, self.head_dim))  # (B, T, H, Dh)
+    def split_heads(self, x, length):
+        """(B, T, D) -> (B, H, T, Dh).
+
+        `length` (T) is read from the layer's input, not from `x`: tf2onnx folds the shape of a
+        Dense output to that of its flattened (B*T, D) matmul, which breaks a reshape by `shape(x)`.
+        """
+        x = ops.reshape(x, (-1, length, self.num_heads, self.head_dim))  # (B, T, H, Dh)
         return ops.transpose(x, (0, 2, 1, 3))
 
     def merge_heads(self, x):
@@ -79,12 +83,14 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def project_key_value(self, key_value):
         """(B, S, D) -> keys (B, H, S, Dh), values (B, H, S, Dh)."""
-        return self.split_heads(self.key_dense(key_value)), self.split_heads(self.value_dense(key_value))
+        length = ops.shape(key_value)[1]
+        return (self.split_heads(self.key_dense(key_value), length),
+                self.split_heads(self.value_dense(key_value), length))
 
     def attend(self, query, key, value, mask=None, training=None):
         """query (B, T, D), key/value (B, H, S, Dh) already projected -> output (B, T, D), weights (B, H, T, S)."""
         heads, weights = scaled_dot_product_attention(
-            self.split_heads(self.query_dense(query)), key, value, mask, self.dropout, training)
+            self.split_heads(self.query_dense(query), ops.shape(query)[1]), key, value, mask, self.dropout, training)
         return self.output_dense(self.merge_heads(heads)), weights
 
     def call(self, query, key_value, mask=None, return_attention_weights=False, training=None):

@@ -55,12 +55,12 @@ def bucket_boundaries(max_length: int) -> list[int]:
     return [b for b in boundaries if b <= max_length] + [max_length + 1]
 
 
-def _ragged(rows, prefix=(), suffix=()):
-    import tensorflow as tf
-
-    lengths = [len(r) + len(prefix) + len(suffix) for r in rows]
-    flat = np.fromiter((i for r in rows for i in (*prefix, *r, *suffix)), dtype=np.int32, count=sum(lengths))
-    return tf.RaggedTensor.from_row_lengths(flat, np.asarray(lengths, dtype=np.int64))
+def _flat(rows, prefix=(), suffix=()):
+    """Concatenated ids with (start, length) per row: (flat int32 (N,), starts (R,), lengths (R,))."""
+    lengths = np.array([len(r) + len(prefix) + len(suffix) for r in rows], dtype=np.int64)
+    flat = np.fromiter((i for r in rows for i in (*prefix, *r, *suffix)), dtype=np.int32, count=int(lengths.sum()))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return flat, starts, lengths
 
 
 def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True, seed: int = 0):
@@ -70,13 +70,14 @@ def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True,
 
     if len(corpus) == 0:
         raise ValueError("expected at least one training pair after filtering, got none")
-    dataset = tf.data.Dataset.from_tensor_slices((
-        _ragged(corpus.source, suffix=(EOS_ID,)),
-        _ragged(corpus.target, prefix=(BOS_ID,)),
-        _ragged(corpus.target, suffix=(EOS_ID,)),
-    ))
+    columns = [_flat(corpus.source, suffix=(EOS_ID,)), _flat(corpus.target, prefix=(BOS_ID,)),
+               _flat(corpus.target, suffix=(EOS_ID,))]
+    flats = [tf.constant(flat) for flat, _, _ in columns]
+    dataset = tf.data.Dataset.from_tensor_slices(tuple((starts, lengths) for _, starts, lengths in columns))
     if shuffle:
         dataset = dataset.shuffle(len(corpus), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(lambda *spans: tuple(  # row i of each column: its slice of the flat ids
+        tf.slice(flat, [start], [length]) for flat, (start, length) in zip(flats, spans)))
     longest = max(max(len(s) for s in corpus.source), max(len(t) for t in corpus.target)) + 1
     boundaries = bucket_boundaries(longest)
     batch_sizes = [max(1, batch_tokens // b) for b in boundaries] + [max(1, batch_tokens // (longest + 1))]

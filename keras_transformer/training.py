@@ -127,8 +127,10 @@ def _prepare_run_dir(run: RunDir, request: dict, force: bool, log) -> bool:
 
 
 def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: TrainingSettings,
-          data_description: dict, force: bool = False, log=print, verbose="auto"):
-    """Trains (or resumes) a run in directory `out`; returns the trained `keras.Model`."""
+          data_description: dict, force: bool = False, log=print, verbose="auto", extra_callbacks=()):
+    """Trains (or resumes) a run in directory `out`; returns the trained `keras.Model`.
+
+    `extra_callbacks` run after the project's own (e.g. to inject faults in tests)."""
     import keras
 
     from keras_transformer import losses, pipeline
@@ -183,6 +185,7 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
         keras.callbacks.BackupAndRestore(str(run.backup_path), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(raise_error=True),
         _history_callback(run),
+        *extra_callbacks,
     ]
     if verbose == "auto" and not sys.stdout.isatty():
         verbose = 2  # one line per epoch in logs, the progress bar on a terminal

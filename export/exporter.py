@@ -1,0 +1,158 @@
+"""`keras-transformer export RUN --out BUNDLE`: run directory -> checked ONNX bundle.
+
+The bundle is assembled in a temporary sibling directory and renamed to --out only after the
+parity check passed; on any failure nothing appears at --out (and an existing bundle there is
+left as it was).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from export.onnx_graphs import OPSET, convert_decoder_step, convert_encoder, decoder_io_names, encoder_io_names
+from export.parity import ParityError, check_parity
+from serve import bundle_format as fmt
+from serve.bundle import BundleConfig, sha256_of
+
+PARITY_SENTENCES = 64
+
+
+class ExportError(ValueError):
+    """The export cannot proceed; the message says why."""
+
+
+def _sample_pairs(run, limit=PARITY_SENTENCES):
+    """Up to `limit` (source, target) pairs: the run's test.tsv, else its validation data, else training data."""
+    from keras_transformer.corpus import read_parallel_corpus
+
+    if run.test_path.is_file():
+        return read_parallel_corpus(str(run.test_path), max_pairs=limit)[0]
+    data = run.read_config().get("data", {})
+    columns = {"source_column": data.get("source_column"), "target_column": data.get("target_column")}
+    for key in ("valid", "train"):
+        if data.get(key):
+            try:
+                return read_parallel_corpus(data[key], max_pairs=limit, **columns)[0]
+            except (OSError, ValueError):
+                continue  # the data moved since training: try the next source
+    return []
+
+
+def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
+    """Padded (source_ids, target_ids) for the teacher-forced checks, plus greedy sources.
+
+    Uses up to 8 sample pairs; falls back to random ids so the check never runs on nothing.
+    """
+    from keras_transformer.keras_decoding import pad_batch
+
+    s_limit, t_limit = config.max_source_length - 1, config.max_target_length - 1
+    sources = [ids[:s_limit] + [fmt.EOS_ID] for ids in source_tokenizer.encode_batch([s for s, _ in pairs])]
+    targets = [[fmt.BOS_ID] + ids[:t_limit] for ids in target_tokenizer.encode_batch([t for _, t in pairs])]
+    if len(sources) < 2:
+        sources = [list(rng.integers(4, config.source_vocab_size, n)) + [fmt.EOS_ID] for n in (9, 3, 5)]
+        targets = [[fmt.BOS_ID] + list(rng.integers(4, config.target_vocab_size, n)) for n in (4, 7, 2)]
+    return pad_batch(sources[:8]), pad_batch(targets[:8]), sources
+
+
+def _bundle_config(run_config, model_config, opset, parity, quantization, directory):
+    encoder_inputs, encoder_outputs = encoder_io_names(model_config.num_layers)
+    decoder_inputs, decoder_outputs = decoder_io_names(model_config.num_layers)
+    files = [fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE]
+    return {
+        "format_version": fmt.FORMAT_VERSION,
+        "special_ids": {"pad": fmt.PAD_ID, "bos": fmt.BOS_ID, "eos": fmt.EOS_ID, "unk": fmt.UNK_ID},
+        "model": {**model_config.to_dict(), "head_dim": model_config.head_dim},
+        "graphs": {
+            "encoder": {"file": fmt.ENCODER_FILE, "inputs": encoder_inputs, "outputs": encoder_outputs},
+            "decoder": {"file": fmt.DECODER_FILE, "inputs": decoder_inputs, "outputs": decoder_outputs},
+        },
+        "opset": opset,
+        "quantization": quantization,
+        "parity": parity,
+        "training": {"data": run_config.get("data"), "settings": run_config.get("training")},
+        "files": {name: sha256_of(directory / name) for name in files},
+    }
+
+
+def _prepare_out(out: Path, force: bool):
+    if out.exists():
+        if not force:
+            raise ExportError(f"{out}: already exists; pass --force to replace it")
+        is_bundle = (out / fmt.CONFIG_FILE).is_file() or (out.is_dir() and not any(out.iterdir()))
+        if not is_bundle:
+            raise ExportError(f"{out}: exists and is not a bundle; refusing to replace it even with --force")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _move_into_place(tmp: Path, out: Path):
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
+
+
+def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
+                  _graph_hook=None) -> dict:
+    """Exports run `run_dir` to bundle `out`; returns the bundle's config. `_graph_hook(tmp_dir)`
+    (tests only) may tamper with the graphs before the parity check."""
+    import onnx
+
+    from keras_transformer.run_dir import RunDir
+    from serve.onnx_model import OnnxStepModel
+
+    if opset < 17:
+        raise ExportError(f"--opset: expected 17 or more, got {opset}")
+    started = time.perf_counter()
+    run, out = RunDir(run_dir), Path(out)
+    run_config = run.read_config()
+    model_config = run.transformer_config()
+    _prepare_out(out, force)
+    model = run.load_model()
+    source_tokenizer, target_tokenizer = run.load_tokenizers()
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
+    try:
+        onnx.save(convert_encoder(model, opset), tmp / fmt.ENCODER_FILE)
+        onnx.save(convert_decoder_step(model, opset), tmp / fmt.DECODER_FILE)
+        log(f"Converted with tf2onnx (opset {opset}) in {time.perf_counter() - started:.1f}s")
+        if _graph_hook is not None:
+            _graph_hook(tmp)
+        shell = BundleConfig(tmp, {"model": model_config.to_dict()})
+        onnx_model = OnnxStepModel(shell)
+        pairs = _sample_pairs(run)
+        sources, targets, greedy_sources = _parity_batches(
+            pairs, source_tokenizer, target_tokenizer, model_config, np.random.default_rng(0))
+        report = check_parity(model, onnx_model, sources, targets, greedy_sources, model_config.max_target_length)
+        log(f"Parity: {report.summary()}")
+        if not report.passed:
+            raise ParityError(f"parity check failed, nothing written to {out}: {report.summary()}")
+
+        quantization = None
+        if int8:
+            from export.int8_check import quantize_and_compare
+
+            quantization = quantize_and_compare(tmp, onnx_model, greedy_sources, pairs, target_tokenizer,
+                                                model_config, log)
+        shutil.copyfile(run.source_tokenizer_path, tmp / fmt.SOURCE_TOKENIZER_FILE)
+        shutil.copyfile(run.target_tokenizer_path, tmp / fmt.TARGET_TOKENIZER_FILE)
+        config = _bundle_config(run_config, model_config, opset, report.to_dict(), quantization, tmp)
+        (tmp / fmt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _move_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    sizes = {name: (out / name).stat().st_size for name in (fmt.ENCODER_FILE, fmt.DECODER_FILE)}
+    log(f"Bundle written to {out} in {time.perf_counter() - started:.1f}s "
+        f"(encoder {sizes[fmt.ENCODER_FILE] / 1e6:.2f} MB, decoder {sizes[fmt.DECODER_FILE] / 1e6:.2f} MB"
+        f"{', int8' if int8 else ''})")
+    return config

@@ -1,0 +1,67 @@
+"""The two onnxruntime sessions of a bundle, as a `serve.decoding.StepModel`.
+
+`start(source_ids)` runs encoder.onnx once per batch; `step` runs decoder.onnx for one token with
+the key/value cache; `select` gathers rows (drops finished sentences, reorders beams). The decoding
+state is a plain dict of numpy arrays keyed by the decoder's input names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from serve import bundle_format as fmt
+from serve.bundle import BundleConfig
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
+class OnnxStepModel:
+    """Encoder and cached decoder step of a bundle. Thread-safe: sessions are shared, state is not."""
+
+    def __init__(self, bundle: BundleConfig, threads: int | None = None, encoder_path=None, decoder_path=None):
+        options = session_options(threads)
+        providers = ["CPUExecutionProvider"]
+        self.bundle = bundle
+        self.encoder = ort.InferenceSession(str(encoder_path or bundle.file(fmt.ENCODER_FILE)), options,
+                                            providers=providers)
+        self.decoder = ort.InferenceSession(str(decoder_path or bundle.file(fmt.DECODER_FILE)), options,
+                                            providers=providers)
+        layers = range(bundle.num_layers)
+        self.cross_names = [n for i in layers for n in (fmt.cross_key_name(i), fmt.cross_value_name(i))]
+        self.past_names = [n for i in layers for n in (fmt.past_key_name(i), fmt.past_value_name(i))]
+        self.present_names = [n for i in layers for n in (fmt.present_key_name(i), fmt.present_value_name(i))]
+        self.decoder_outputs = [fmt.LOGITS, *self.present_names]
+
+    def encode(self, source_ids: np.ndarray) -> dict:
+        """source_ids int32 (B, S) -> {encoder_output: (B, S, D), cross_key_i / cross_value_i: (B, H, S, Dh)}."""
+        names = [fmt.ENCODER_OUTPUT, *self.cross_names]
+        return dict(zip(names, self.encoder.run(names, {fmt.SOURCE_IDS: source_ids.astype(np.int32)})))
+
+    def start(self, source_ids: np.ndarray) -> dict:
+        """The decoding state for a batch: cross K/V, the source mask and empty caches (B, H, 0, Dh)."""
+        encoded = self.encode(source_ids)
+        empty = np.zeros((source_ids.shape[0], self.bundle.num_heads, 0, self.bundle.head_dim), np.float32)
+        state = {name: encoded[name] for name in self.cross_names}
+        state.update({name: empty for name in self.past_names})
+        state[fmt.SOURCE_MASK] = source_ids != fmt.PAD_ID
+        return state
+
+    def step(self, token_ids, position, state):
+        feeds = dict(state)
+        feeds[fmt.TOKEN_IDS] = np.asarray(token_ids, np.int32).reshape(-1, 1)
+        feeds[fmt.POSITION] = np.array(position, np.int32)
+        logits, *present = self.decoder.run(self.decoder_outputs, feeds)
+        new_state = dict(state)
+        new_state.update(zip(self.past_names, present))
+        return logits, new_state
+
+    def select(self, state, rows):
+        return {name: np.take(value, rows, axis=0) for name, value in state.items()}
