@@ -87,5 +87,12 @@ def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True,
         bucket_batch_sizes=batch_sizes,
         padding_values=(PAD_ID, PAD_ID, PAD_ID),
     )
+    # Each bucket flushes its last partial batch, so the number of batches does not depend on the
+    # shuffle order: declaring it gives Keras' progress bar its total from the first epoch.
+    element_lengths = np.maximum(columns[0][2], columns[1][2])
+    bucket_sizes = np.bincount(np.searchsorted(boundaries, element_lengths, side="right"),
+                               minlength=len(batch_sizes))
+    num_batches = int(sum(-(-count // size) for count, size in zip(bucket_sizes, batch_sizes)))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     dataset = dataset.map(lambda s, t, y: ({"source_ids": s, "target_ids": t}, y))
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -191,7 +191,7 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
         verbose = 2  # one line per epoch in logs, the progress bar on a terminal
     try:
         model.fit(train_data, validation_data=valid_data, epochs=settings.epochs, callbacks=callbacks,
-                  verbose=verbose)
+                  verbose=verbose, shuffle=False)  # the dataset shuffles itself
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise

@@ -28,6 +28,8 @@ def test_batches_follow_the_teacher_forcing_conventions():
             assert list(s[:-1]) in corpus.source
         seen += len(source)
     assert seen == len(corpus)
+    assert int(make_dataset(corpus, batch_tokens=256, shuffle=False).cardinality()) == len(
+        list(make_dataset(corpus, batch_tokens=256, shuffle=True, seed=9)))
 
 
 def test_batches_are_sized_by_tokens():
