@@ -87,11 +87,28 @@ def _add_demo_parser(commands):
     p.set_defaults(handler=lambda args: __import__("keras_transformer.demo", fromlist=["run_demo"]).run_demo(args.out))
 
 
+def _add_export_parser(commands):
+    p = commands.add_parser("export", help="convert a run to an ONNX bundle (checked against Keras)")
+    p.add_argument("run", metavar="RUN", help="run directory written by `train`")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the MatMul weights")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    p.set_defaults(handler=_export)
+
+
+def _export(args):
+    from export.exporter import export_bundle
+
+    export_bundle(args.run, args.out, int8=args.int8, opset=args.opset, force=args.force)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-transformer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo_parser(commands)
     _add_train_parser(commands)
+    _add_export_parser(commands)
     return parser
 
 

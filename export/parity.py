@@ -45,6 +45,15 @@ class ParityReport:
         return {**asdict(self), "atol": ATOL}
 
 
+def _max_abs_diff(got, expected, rows=None) -> float:
+    """max |got - expected| (over `rows` of the leading axes when given); inf when shapes differ."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    if got.shape != expected.shape:
+        return float("inf")
+    diff = np.abs(got - expected)
+    return float((diff if rows is None else diff[rows]).max(initial=0.0))
+
+
 def _encoder_diff(model, onnx_model, source_ids) -> float:
     from keras_transformer.model import decoder_of, encoder_of
 
@@ -55,10 +64,10 @@ def _encoder_diff(model, onnx_model, source_ids) -> float:
     got = onnx_model.encode(source_ids)
     names = [fmt.ENCODER_OUTPUT, *onnx_model.cross_names]
     mask = (source_ids != fmt.PAD_ID)
-    diffs = [np.abs(got[fmt.ENCODER_OUTPUT] - expected[0])[mask].max()]
+    diffs = [_max_abs_diff(got[fmt.ENCODER_OUTPUT], expected[0], mask)]
     for name, want in zip(names[1:], expected[1:]):  # (B, H, S, Dh): compare real source positions
-        diffs.append(np.abs(got[name] - want).transpose(0, 2, 1, 3)[mask].max())
-    return float(max(diffs))
+        diffs.append(_max_abs_diff(got[name].transpose(0, 2, 1, 3), np.asarray(want).transpose(0, 2, 1, 3), mask))
+    return max(diffs)
 
 
 def _decoder_step_diff(model, onnx_model, source_ids, target_ids) -> float:
@@ -68,7 +77,7 @@ def _decoder_step_diff(model, onnx_model, source_ids, target_ids) -> float:
     for position in range(target_ids.shape[1]):
         logits, state = onnx_model.step(target_ids[:, position], position, state)
         real = target_ids[:, position] != fmt.PAD_ID
-        worst = max(worst, float(np.abs(logits - full[:, position])[real].max(initial=0.0)))
+        worst = max(worst, _max_abs_diff(logits, full[:, position], real))
     return worst
 
 

@@ -17,7 +17,7 @@ DEMO_SEED = 0
 DEMO_TEST_PAIRS = 500
 DEMO_MODEL = ModelOptions(num_layers=2, hidden_dim=128, num_heads=4, intermediate_dim=256, dropout=0.1,
                           max_source_length=32, max_target_length=32)
-DEMO_TRAINING = TrainingSettings(epochs=6, batch_tokens=2048, label_smoothing=0.1, warmup_steps=300,
+DEMO_TRAINING = TrainingSettings(epochs=4, batch_tokens=2048, label_smoothing=0.1, warmup_steps=300,
                                  learning_rate_scale=1.0, source_vocab_size=1000, target_vocab_size=1000,
                                  seed=DEMO_SEED)
 DEMO_DATA = {"train": "demo", "valid": None, "max_pairs": None, "source_column": None, "target_column": None}
