@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_parser(commands)
     _add_train_parser(commands)
     _add_export_parser(commands)
+    from serve.cli import add_serve_commands  # translate, serve: TensorFlow-free
+
+    add_serve_commands(commands)
     return parser
 
 

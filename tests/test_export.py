@@ -22,8 +22,9 @@ from serve import decoding
 from serve.bundle import read_bundle_config
 from serve.onnx_model import OnnxStepModel
 
-MODEL = ModelOptions(num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0,
-                     max_source_length=48, max_target_length=40)
+from conftest import TINY_MODEL_OPTIONS
+
+MODEL = ModelOptions(**TINY_MODEL_OPTIONS)
 
 
 def _quiet(*args, **kwargs):
@@ -38,17 +39,13 @@ def _make_run(path, pairs, epochs):
 
 
 @pytest.fixture(scope="module")
-def pairs():
-    return generate_demo_corpus(seed=0, max_train_pairs=400, max_test_pairs=40)
+def pairs(demo_pairs):
+    return demo_pairs
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, pairs):
-    run = _make_run(tmp_path_factory.mktemp("runs") / "trained", pairs.train, epochs=2)
-    from keras_transformer.corpus import write_tsv
-
-    write_tsv(pairs.test, RunDir(run).test_path)  # parity samples, as the demo writes them
-    return run
+def trained_run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +61,8 @@ def random_run(tmp_path_factory, pairs):
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, trained_run):
-    out = tmp_path_factory.mktemp("bundles") / "trained"
-    export_bundle(trained_run, out, log=_quiet)
-    return out
+def bundle(tiny_bundle):
+    return tiny_bundle
 
 
 def test_bundle_holds_everything_inference_needs(bundle):
