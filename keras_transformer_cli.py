@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logging: warnings and errors only
@@ -53,10 +54,17 @@ def _add_train_parser(commands):
     p.add_argument("--seed", type=int)
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
+                   help="tf.distribute strategy (multi-worker reads the cluster from TF_CONFIG)")
+    p.add_argument("--workers", type=int, help="start N local multi-worker processes on 127.0.0.1 and wait")
     p.set_defaults(handler=_train)
 
 
 def _train(args):
+    if args.workers is not None:
+        from keras_transformer.distribution import launch_local_workers
+
+        return launch_local_workers(_without_option(args.argv, "--workers"), args.workers)
     from keras_transformer.corpus import read_parallel_corpus
     from keras_transformer.training import ModelOptions, TrainingSettings, train
 
@@ -77,8 +85,33 @@ def _train(args):
         valid_pairs, valid_stats = read_parallel_corpus(args.valid, **columns)
         print(f"Read {args.valid}: {valid_stats.kept} validation pairs")
     data = {"train": args.data, "valid": args.valid, "max_pairs": args.max_pairs, **columns}
-    train(args.out, train_pairs, valid_pairs, model_options, settings, data, force=args.force)
-    print(f"Run written to {args.out}")
+    if settings.strategy != "multi-worker":
+        train(args.out, train_pairs, valid_pairs, model_options, settings, data, force=args.force)
+        print(f"Run written to {args.out}")
+        return 0
+    from keras_transformer.distribution import worker_index, worker_run_dir
+
+    index = worker_index()
+    out = args.out if index == 0 else worker_run_dir(args.out, index)  # only the chief writes the run
+    train(out, train_pairs, valid_pairs, model_options, settings, data, force=args.force)
+    if index == 0:
+        print(f"Run written to {args.out}")
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
+def _without_option(argv, option):
+    """argv without `option VALUE` / `option=VALUE`."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == option:
+            skip = True
+        elif not item.startswith(option + "="):
+            out.append(item)
+    return out
 
 
 def _add_demo_parser(commands):
@@ -103,12 +136,38 @@ def _export(args):
     export_bundle(args.run, args.out, int8=args.int8, opset=args.opset, force=args.force)
 
 
+def _add_evaluate_parser(commands):
+    p = commands.add_parser("evaluate", help="translate a corpus with a bundle; sacreBLEU BLEU and chrF++")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `export`")
+    p.add_argument("--data", required=True, help="SPEC with references: demo, FILE.tsv, FILE.csv or SOURCE_FILE,TARGET_FILE")
+    _add_data_options(p)
+    p.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
+    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (default)")
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per decoding batch (default: 32)")
+    p.add_argument("--output", help="write the translations here, one per line")
+    p.add_argument("--json", help="write the scores and their signatures here as JSON")
+    p.set_defaults(handler=lambda args: __import__("keras_transformer.evaluate_command",
+                                                   fromlist=["run_evaluate"]).run_evaluate(args))
+
+
+def _add_attention_parser(commands):
+    p = commands.add_parser("attention", help="draw one sentence's attention maps (encoder, decoder, cross)")
+    p.add_argument("run", metavar="RUN", help="run directory written by `train`")
+    p.add_argument("text", metavar="TEXT", help="the source sentence")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--max-length", type=int, help="most generated tokens, EOS included")
+    p.set_defaults(handler=lambda args: __import__("keras_transformer.attention_maps",
+                                                   fromlist=["run_attention"]).run_attention(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-transformer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo_parser(commands)
     _add_train_parser(commands)
     _add_export_parser(commands)
+    _add_evaluate_parser(commands)
+    _add_attention_parser(commands)
     from serve.cli import add_serve_commands  # translate, serve: TensorFlow-free
 
     add_serve_commands(commands)
@@ -116,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # the command's own arguments, for commands that relaunch themselves
     try:
         result = args.handler(args)
     except ModuleNotFoundError as error:

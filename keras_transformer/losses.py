@@ -31,7 +31,7 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
 
     def __init__(self, label_smoothing=0.0, name="masked_cross_entropy", **kwargs):
         kwargs.pop("reduction", None)
-        super().__init__(name=name, reduction="sum", **kwargs)
+        super().__init__(name=name, reduction="sum_over_batch_size", **kwargs)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: expected 0 <= value < 1, got {label_smoothing!r}")
         self.label_smoothing = label_smoothing
@@ -39,7 +39,10 @@ class MaskedSparseCrossEntropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         is_token = ops.cast(ops.not_equal(ops.cast(y_true, "int32"), PAD_ID), "float32")  # (B, T)
         loss = token_cross_entropy(y_true, y_pred, self.label_smoothing)  # (B, T)
-        return ops.sum(loss * is_token) / ops.maximum(ops.sum(is_token), 1.0)
+        # Reweight so that Keras' mean over all B*T positions ("sum_over_batch_size", which also
+        # scales correctly under tf.distribute) is the mean over real tokens only.
+        positions = ops.cast(ops.size(is_token), "float32")
+        return loss * is_token * (positions / ops.maximum(ops.sum(is_token), 1.0))  # (B, T)
 
     def get_config(self):
         return {"name": self.name, "label_smoothing": self.label_smoothing}

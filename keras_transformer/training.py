@@ -52,6 +52,7 @@ class TrainingSettings:
     target_vocab_size: int = 8000
     seed: int = 0
     jit_compile: bool = False
+    strategy: str = "default"  # see keras_transformer/distribution.py
 
     def __post_init__(self):
         for name in ("epochs", "batch_tokens", "warmup_steps", "source_vocab_size", "target_vocab_size"):
@@ -133,7 +134,7 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
     `extra_callbacks` run after the project's own (e.g. to inject faults in tests)."""
     import keras
 
-    from keras_transformer import losses, pipeline
+    from keras_transformer import distribution, losses, pipeline
     from keras_transformer.config import TransformerConfig
     from keras_transformer.model import build_transformer
     from keras_transformer.schedule import transformer_optimizer
@@ -167,20 +168,26 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
     train_corpus = encode(train_pairs)
     log(f"Training pairs: {len(train_corpus)} kept, {train_corpus.skipped_too_long} skipped as longer than "
         f"{config.max_source_length}/{config.max_target_length} tokens")
-    train_data = pipeline.make_dataset(train_corpus, settings.batch_tokens, shuffle=True, seed=settings.seed)
+    strategy = distribution.make_strategy(settings.strategy)
+    make_train_data = lambda: pipeline.make_dataset(  # noqa: E731
+        train_corpus, settings.batch_tokens, shuffle=True, seed=settings.seed)
+    train_data = distribution.distribute(settings.strategy, strategy, make_train_data)
     valid_data = None
     if valid_pairs:
         valid_corpus = encode(valid_pairs)
-        valid_data = pipeline.make_dataset(valid_corpus, settings.batch_tokens, shuffle=False)
+        valid_data = distribution.distribute(settings.strategy, strategy, lambda: pipeline.make_dataset(
+            valid_corpus, settings.batch_tokens, shuffle=False))
 
     keras.utils.set_random_seed(settings.seed)
-    model = build_transformer(config)
-    model.compile(
-        optimizer=transformer_optimizer(config.hidden_dim, settings.warmup_steps, settings.learning_rate_scale),
-        loss=losses.MaskedSparseCrossEntropy(settings.label_smoothing),
-        metrics=[losses.MaskedAccuracy()],
-        jit_compile=settings.jit_compile,
-    )
+    with strategy.scope():  # variables are created mirrored on every replica
+        model = build_transformer(config)
+        model.compile(
+            optimizer=transformer_optimizer(config.hidden_dim, settings.warmup_steps, settings.learning_rate_scale),
+            loss=losses.MaskedSparseCrossEntropy(settings.label_smoothing),
+            metrics=[losses.MaskedAccuracy()],
+            jit_compile=settings.jit_compile,
+        )
+    distribution.adapt_model_for_strategy(model, strategy, make_train_data)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run.backup_path), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(raise_error=True),
