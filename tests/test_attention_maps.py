@@ -1,0 +1,140 @@
+"""`keras-transformer attention`: the weights drawn are the model's softmax rows, and the PNG shows them."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_transformer.attention_maps import KINDS, attention_weights, draw_attention, render_attention
+from keras_transformer.corpus import read_parallel_corpus
+from keras_transformer.keras_decoding import keras_greedy_translate
+from keras_transformer.run_dir import RunDir
+from serve.bundle_format import BOS_ID, EOS_ID
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizers(tiny_run):
+    run = RunDir(tiny_run)
+    return (run.load_model(), *run.load_tokenizers())
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_run):
+    """A held-out pair as ids, with different source and target lengths: (S,), (T,) and their tokens."""
+    source_tokenizer, target_tokenizer = RunDir(tiny_run).load_tokenizers()
+    for source, target in read_parallel_corpus(str(tiny_run / "test.tsv"))[0]:
+        source_ids = source_tokenizer.encode(source) + [EOS_ID]
+        target_ids = [BOS_ID] + target_tokenizer.encode(target)
+        if len(source_ids) != len(target_ids):
+            break
+    return (source_ids, target_ids, source_tokenizer.tokens(source) + ["[EOS]"],
+            ["[BOS]"] + target_tokenizer.tokens(target))
+
+
+def _check_weights(weights, num_layers, num_heads, source_length, target_length):
+    expected_shapes = {"encoder_self": (num_heads, source_length, source_length),
+                       "decoder_self": (num_heads, target_length, target_length),
+                       "decoder_cross": (num_heads, target_length, source_length)}
+    assert list(weights) == list(KINDS)
+    for kind, shape in expected_shapes.items():
+        assert len(weights[kind]) == num_layers
+        for w in weights[kind]:
+            assert w.shape == shape
+            assert np.all(w >= 0)
+            np.testing.assert_allclose(w.sum(axis=-1), 1.0, atol=1e-5)  # softmax rows
+    for w in weights["decoder_self"]:  # causal: nothing above the diagonal
+        assert np.all(np.triu(w, k=1) == 0.0)
+        np.testing.assert_allclose(w[:, 0, 0], 1.0, atol=1e-6)  # [BOS] can only see itself
+
+
+def test_attention_weights_are_softmax_rows_and_causal(model_and_tokenizers, pair):
+    model = model_and_tokenizers[0]
+    source_ids, target_ids, _, _ = pair
+    weights = attention_weights(model, source_ids, target_ids)
+    _check_weights(weights, 2, 2, len(source_ids), len(target_ids))
+    # Not a constant picture: the trained encoder's heads do not attend uniformly.
+    assert not np.allclose(weights["encoder_self"][0], 1.0 / len(source_ids), atol=1e-3)
+    with pytest.raises(ValueError, match=r"expected source_ids to be a non-empty 1-D sequence of ints, got shape \(0,\)"):
+        attention_weights(model, [], target_ids)
+
+
+def test_draw_attention_writes_one_panel_per_kind_layer_and_head(model_and_tokenizers, pair, tmp_path):
+    source_ids, target_ids, source_tokens, target_tokens = pair
+    weights = attention_weights(model_and_tokenizers[0], source_ids, target_ids)
+    path = tmp_path / "maps.png"
+    figure = draw_attention(weights, source_tokens, target_tokens, path)
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.png"]  # no temporary file left
+    panels, colorbar = figure.axes[:-1], figure.axes[-1]
+    assert len(panels) == len(KINDS) * 2 * 2 and colorbar.get_ylabel() == "attention weight"
+    # Row-major: (kind, layer) rows, head columns; each panel shows its head's weights.
+    for index, ax in enumerate(panels):
+        kind, layer, head = list(KINDS)[index // 4], index // 2 % 2, index % 2
+        np.testing.assert_array_equal(ax.images[0].get_array(), weights[kind][layer][head])
+        assert ax.get_title().endswith(f"layer {layer + 1}, head {head + 1}")
+    cross = panels[-1]
+    assert [t.get_text() for t in cross.get_xticklabels()] == source_tokens  # Latin script: drawn as is
+    target_labels = [t.get_text() for t in cross.get_yticklabels()]
+    assert len(target_labels) == len(target_tokens) and target_labels[0] == "[BOS]"
+    # Devanagari shows as itself where a font has it, as its position "#i" where none does.
+    assert all(label in (token, f"#{i}") for i, (label, token) in enumerate(zip(target_labels, target_tokens)))
+
+    with pytest.raises(ValueError, match=r"expected encoder_self layer 1 weights of shape \(H, \d+, \d+\) for source x source tokens, got \(2, "):
+        draw_attention(weights, source_tokens[:-1], target_tokens, tmp_path / "bad.png")
+
+
+def test_render_attention_translates_then_draws(tiny_run, model_and_tokenizers, tmp_path):
+    text = "you do not call the good girls."
+    drawn = render_attention(tiny_run, text, tmp_path / "a.png", max_length=4)
+    assert (tmp_path / "a.png").read_bytes()[:8] == PNG_MAGIC
+    model, source_tokenizer, target_tokenizer = model_and_tokenizers
+    assert drawn["source_tokens"] == source_tokenizer.tokens(text) + ["[EOS]"]
+    # The decoder inputs that greedy decoding fed: [BOS], then the outputs but one cut at max_length.
+    translations, outputs = keras_greedy_translate(model, source_tokenizer, target_tokenizer, [text], max_length=4)
+    assert drawn["translation"] == translations[0]
+    generated = [target_tokenizer.tokenizer.id_to_token(i) for i in outputs[0]]
+    assert drawn["target_tokens"] == (["[BOS]"] + generated)[:4]
+    _check_weights(drawn["weights"], 2, 2, len(drawn["source_tokens"]), len(drawn["target_tokens"]))
+
+
+def test_attention_command(tiny_run, tmp_path, capsys):
+    from keras_transformer_cli import main
+
+    out = tmp_path / "maps.png"
+    assert main(["attention", str(tiny_run), "do you call the girl?", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Translation:" in printed and "Source tokens: #0 ▁do #1 ▁you" in printed
+    assert "Attention maps (3 kinds x 2 layers x 2 heads) written to" in printed
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+    for args, message in [
+        (["--out", str(tmp_path / "maps.jpg")], "expected --out to be a .png file, got"),
+        (["--out", str(tmp_path / "missing" / "m.png")], f"cannot write {tmp_path / 'missing' / 'm.png'}: directory"),
+        (["--out", str(out), "--max-length", "0"], "expected --max-length between 1 and 40"),
+    ]:
+        assert main(["attention", str(tiny_run), "do you call the girl?", *args]) == 2
+        assert f"keras-transformer attention: error: {message}" in capsys.readouterr().err
+    assert main(["attention", str(tiny_run), "  ", "--out", str(out)]) == 2
+    assert "expected a non-empty sentence to translate" in capsys.readouterr().err
+
+
+def test_a_devanagari_font_from_fontconfig_joins_the_font_family(monkeypatch):
+    import matplotlib
+
+    from keras_transformer import attention_maps
+
+    find_font_file = attention_maps._devanagari_font_file
+    stand_in = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSerif.ttf")  # any real font file
+    attention_maps._font_family.cache_clear()
+    try:
+        monkeypatch.setattr(attention_maps, "_devanagari_font_file", lambda: stand_in)
+        assert attention_maps._font_family() == ("DejaVu Sans", "DejaVu Serif")
+        attention_maps._font_family.cache_clear()
+        monkeypatch.setattr(attention_maps, "_devanagari_font_file", lambda: "/no/such/font.ttf")
+        assert attention_maps._font_family() == ("DejaVu Sans",)  # an unusable font is left out silently
+    finally:
+        attention_maps._font_family.cache_clear()
+    monkeypatch.setattr(attention_maps.shutil, "which", lambda name: None)
+    assert find_font_file() is None  # no fontconfig: no font, no error
