@@ -1,0 +1,249 @@
+"""HTTP translation server on Starlette + uvicorn (the `[http]` extra).
+
+    POST /translate  {"texts": ["How are you?"], "beam_size": 1}  ->  {"translations": ["..."]}
+                     optional: "max_length" (int >= 1 or null), "length_penalty" (number in 0..10)
+    GET  /health     {"status": "ok", "bundle": ..., "model": {...}, "workers": ..., "in_flight": ...}
+
+Every error is JSON `{"error": "..."}`: 400 for invalid JSON, wrong types or values, more than
+`MAX_TEXTS` texts, a beam_size outside 1..`MAX_BEAM_SIZE`; 413 for a body over `MAX_BODY_BYTES`
+(checked on Content-Length and on the bytes actually read); 404/405 for other paths/methods;
+503 when the bounded queue is full; 500 only for a server fault.
+
+Concurrency: translations run in a pool of `workers` threads, so the event loop never blocks. At
+most `workers + max_queue` requests are admitted at once (running or waiting for a worker); any
+more get 503 at once instead of waiting without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+MAX_BODY_BYTES = 1_000_000  # 1 MB
+MAX_TEXTS = 256
+MAX_BEAM_SIZE = 16
+MAX_LENGTH_PENALTY = 10.0
+FIELDS = ("texts", "beam_size", "max_length", "length_penalty")
+
+log = logging.getLogger("keras_transformer.serve")
+
+
+class RequestError(Exception):
+    """A client error: answered with `status` and `{"error": message}`."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Admission:
+    """Counts admitted requests (running + waiting) and refuses any beyond `capacity`.
+
+    Touched only from the event loop thread, so a plain counter needs no lock.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.in_flight = 0
+
+    def try_enter(self) -> bool:
+        if self.in_flight >= self.capacity:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        assert self.in_flight > 0, "leave() without try_enter()"
+        self.in_flight -= 1
+
+
+def create_app(translator, workers: int = 1, max_queue: int | None = None) -> Starlette:
+    """The Starlette app serving `translator` (a `serve.Translator`, or anything with its `translate`).
+
+    Args:
+        translator: shared by all requests; its `translate` must be thread-safe.
+        workers: threads running translations at once.
+        max_queue: admitted requests that may wait for a worker (default `2 * workers + 8`); 0 admits
+            only as many requests as there are workers.
+    """
+    if workers < 1:
+        raise ValueError(f"workers: expected >= 1, got {workers}")
+    max_queue = 2 * workers + 8 if max_queue is None else max_queue
+    if max_queue < 0:
+        raise ValueError(f"max_queue: expected >= 0, got {max_queue}")
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="translate")
+    admission = Admission(workers + max_queue)
+
+    async def translate(request: Request) -> JSONResponse:
+        try:
+            options = parse_translate_request(await read_body(request))
+        except RequestError as error:
+            return _error(error.status, str(error))
+        if not admission.try_enter():
+            return _error(503, f"server busy: {admission.in_flight} requests in flight "
+                               f"(capacity {admission.capacity}); retry later")
+        try:
+            future = asyncio.get_running_loop().run_in_executor(executor, partial(translator.translate, **options))
+        except RuntimeError:  # the executor is shut down: the server is stopping
+            admission.leave()
+            return _error(503, "server shutting down")
+        future.add_done_callback(lambda _: admission.leave())  # once the thread is done, even if we are cancelled
+        try:
+            translations = await asyncio.shield(future)
+        except (ValueError, TypeError) as error:  # the request passed our checks but the translator refused it
+            return _error(400, str(error))
+        except Exception:
+            log.exception("translation failed")
+            return _error(500, "internal error while translating; see the server log")
+        return JSONResponse({"translations": translations})
+
+    async def health(request: Request) -> JSONResponse:
+        info = translator.info() if hasattr(translator, "info") else {}
+        return JSONResponse({"status": "ok", **info, "workers": workers, "max_queue": max_queue,
+                             "in_flight": admission.in_flight})
+
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return _error(error.status_code, str(error.detail), headers=error.headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = Starlette(
+        routes=[Route("/translate", translate, methods=["POST"]), Route("/health", health, methods=["GET"])],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.admission = admission
+    app.state.executor = executor
+    return app
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 once it exceeds `limit` bytes, by Content-Length or in fact."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise RequestError(400, f"Content-Length: expected a byte count, got {declared!r}")
+        if int(declared) > limit:
+            raise RequestError(413, f"expected a body of at most {limit} bytes, got {int(declared)}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"expected a body of at most {limit} bytes, got more")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_translate_request(body: bytes) -> dict:
+    """The JSON body of POST /translate -> keyword arguments of `Translator.translate`.
+
+    Raises:
+        RequestError: 400, phrased "field: expected X, got Y".
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "nesting too deep" if isinstance(error, RecursionError) else str(error)
+        raise RequestError(400, f"expected a JSON body, got invalid JSON ({reason})") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, f'expected a JSON object like {{"texts": [...]}}, got {_json_type(data)}')
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise RequestError(400, f"expected fields {', '.join(FIELDS)}, got unknown field {unknown[0]!r}")
+    if "texts" not in data:
+        raise RequestError(400, "texts: required (a list of strings)")
+    texts = data["texts"]
+    if not isinstance(texts, list):
+        raise RequestError(400, f"texts: expected a list of strings, got {_json_type(texts)}")
+    if len(texts) > MAX_TEXTS:
+        raise RequestError(400, f"texts: expected at most {MAX_TEXTS} texts per request, got {len(texts)}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise RequestError(400, f"texts[{i}]: expected a string, got {_json_type(text)}")
+    options = {"texts": texts, "beam_size": _integer(data, "beam_size", 1, 1, MAX_BEAM_SIZE)}
+    if data.get("max_length") is not None:
+        options["max_length"] = _integer(data, "max_length", None, 1, None)
+    if "length_penalty" in data:
+        value = data["length_penalty"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RequestError(400, f"length_penalty: expected a number, got {_json_type(value)}")
+        if not (math.isfinite(value) and 0 <= value <= MAX_LENGTH_PENALTY):
+            raise RequestError(400, f"length_penalty: expected a number in 0..{MAX_LENGTH_PENALTY:g}, got {value}")
+        options["length_penalty"] = float(value)
+    return options
+
+
+def _integer(data: dict, name: str, default, low: int, high: int | None):
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(400, f"{name}: expected an integer, got {_json_type(value)}")
+    if value < low or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise RequestError(400, f"{name}: expected an integer {bounds}, got {value}")
+    return value
+
+
+def _json_type(value) -> str:
+    """The JSON name of a parsed value's type: string, number, boolean, null, array, object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _error(status: int, message: str, headers=None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def run_server(translator, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+               max_queue: int | None = None) -> None:
+    """Serves `translator` with uvicorn until interrupted (Ctrl-C).
+
+    Raises:
+        OSError: the address cannot be bound (in use, not local, unresolvable); one line, naming it.
+    """
+    import uvicorn
+
+    app = create_app(translator, workers=workers, max_queue=max_queue)
+    sock = bind_socket(host, port)  # bound here so that "address in use" is our one-line error
+    print(f"Serving {translator!r} on http://{host}:{sock.getsockname()[1]} (POST /translate, GET /health); "
+          f"Ctrl-C stops", flush=True)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), ready for uvicorn to listen on; port 0 picks a free one."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        raise OSError(f"--host {host}: expected a local address or host name, got {error.strerror!r}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
