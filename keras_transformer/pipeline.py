@@ -63,9 +63,13 @@ def _flat(rows, prefix=(), suffix=()):
     return flat, starts, lengths
 
 
-def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True, seed: int = 0):
+def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True, seed: int = 0,
+                 fixed_shapes: bool = False):
     """A `tf.data.Dataset` of ({"source_ids": (B, S), "target_ids": (B, T)}, labels (B, T)), int32,
-    padded with PAD_ID; each batch holds at most about `batch_tokens` tokens per side."""
+    padded with PAD_ID; each batch holds at most about `batch_tokens` tokens per side.
+
+    `fixed_shapes` pads every batch of a bucket to the bucket's boundary, so XLA (`--jit-compile`)
+    compiles one program per bucket instead of one per distinct batch shape."""
     import tensorflow as tf
 
     if len(corpus) == 0:
@@ -86,6 +90,7 @@ def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True,
         bucket_boundaries=boundaries,
         bucket_batch_sizes=batch_sizes,
         padding_values=(PAD_ID, PAD_ID, PAD_ID),
+        pad_to_bucket_boundary=fixed_shapes,
     )
     # Each bucket flushes its last partial batch, so the number of batches does not depend on the
     # shuffle order: declaring it gives Keras' progress bar its total from the first epoch.

@@ -170,13 +170,13 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
         f"{config.max_source_length}/{config.max_target_length} tokens")
     strategy = distribution.make_strategy(settings.strategy)
     make_train_data = lambda: pipeline.make_dataset(  # noqa: E731
-        train_corpus, settings.batch_tokens, shuffle=True, seed=settings.seed)
+        train_corpus, settings.batch_tokens, shuffle=True, seed=settings.seed, fixed_shapes=settings.jit_compile)
     train_data = distribution.distribute(settings.strategy, strategy, make_train_data)
     valid_data = None
     if valid_pairs:
         valid_corpus = encode(valid_pairs)
         valid_data = distribution.distribute(settings.strategy, strategy, lambda: pipeline.make_dataset(
-            valid_corpus, settings.batch_tokens, shuffle=False))
+            valid_corpus, settings.batch_tokens, shuffle=False, fixed_shapes=settings.jit_compile))
 
     keras.utils.set_random_seed(settings.seed)
     with strategy.scope():  # variables are created mirrored on every replica

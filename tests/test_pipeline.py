@@ -57,3 +57,13 @@ def test_bucket_boundaries_cover_the_longest_sentence():
 def test_empty_corpus_is_a_clear_error():
     with pytest.raises(ValueError, match="expected at least one training pair"):
         make_dataset(EncodedCorpus([], []), 100)
+
+
+def test_fixed_shapes_pad_each_bucket_to_its_boundary():
+    corpus = _corpus(np.random.default_rng(4))
+    longest = max(max(map(len, corpus.source)), max(map(len, corpus.target))) + 1  # with EOS / BOS
+    boundaries = set(bucket_boundaries(longest))
+    for inputs, labels in make_dataset(corpus, batch_tokens=256, shuffle=True, fixed_shapes=True):
+        length = inputs["source_ids"].shape[1]
+        assert inputs["target_ids"].shape[1] == labels.shape[1] == length  # one shape per bucket
+        assert length + 1 in boundaries
