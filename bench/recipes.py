@@ -30,7 +30,7 @@ RECIPES = {
         "options": ["--epochs", "20", "--batch-tokens", "3000", "--num-layers", "3", "--hidden-dim", "256",
                     "--num-heads", "4", "--intermediate-dim", "1024", "--dropout", "0.2", "--label-smoothing", "0.1",
                     "--warmup-steps", "600", "--learning-rate-scale", "0.7", "--source-vocab-size", "8000",
-                    "--target-vocab-size", "8000", "--jit-compile"],
+                    "--target-vocab-size", "8000"],
     },
     "en-hi": {
         "title": "English→Hindi (Tatoeba + MTurk, 18k pairs)",
@@ -41,7 +41,7 @@ RECIPES = {
         "options": ["--epochs", "30", "--batch-tokens", "3000", "--num-layers", "3", "--hidden-dim", "256",
                     "--num-heads", "4", "--intermediate-dim", "1024", "--dropout", "0.3", "--label-smoothing", "0.1",
                     "--warmup-steps", "600", "--learning-rate-scale", "0.7", "--source-vocab-size", "8000",
-                    "--target-vocab-size", "8000", "--jit-compile"],
+                    "--target-vocab-size", "8000"],
     },
 }
 

@@ -1,8 +1,9 @@
 """`keras-transformer demo`: the whole pipeline on the built-in English→Hindi corpus.
 
-Generate the corpus, train tokenizers and a small Transformer, write the run, then translate the
-held-out pairs (sentence patterns whose subject-verb-object combination never occurs in training)
-and print the exact-match rate, BLEU and five examples.
+Generate the corpus, train tokenizers and a small Transformer, write the run, export it to an ONNX
+bundle (parity-checked against Keras), then translate the held-out pairs (sentences whose
+subject-verb-object combination never occurs in training) with `serve.Translator` (onnxruntime
+only) and print the exact-match rate, BLEU and five examples.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ DEMO_MODEL = ModelOptions(num_layers=2, hidden_dim=128, num_heads=4, intermediat
 DEMO_TRAINING = TrainingSettings(epochs=4, batch_tokens=2048, label_smoothing=0.1, warmup_steps=300,
                                  learning_rate_scale=1.0, source_vocab_size=1000, target_vocab_size=1000,
                                  seed=DEMO_SEED)
+BUNDLE_DIR = "bundle"  # inside the demo's run directory
 DEMO_DATA = {"train": "demo", "valid": None, "max_pairs": None, "source_column": None, "target_column": None}
 
 
@@ -33,8 +35,10 @@ def _is_previous_demo(run: RunDir) -> bool:
 def run_demo(out="runs/demo") -> int:
     from keras_transformer.corpus import write_tsv
     from keras_transformer.demo_corpus import generate_demo_corpus
+    from export.exporter import export_bundle
     from keras_transformer.evaluation import score_translations
     from keras_transformer.training import train
+    from serve import Translator
 
     started = time.perf_counter()
     run = RunDir(out)
@@ -43,25 +47,24 @@ def run_demo(out="runs/demo") -> int:
     corpus = generate_demo_corpus(seed=DEMO_SEED, max_test_pairs=DEMO_TEST_PAIRS)
     print(f"Demo corpus: {len(corpus.train)} training pairs, {len(corpus.test)} held-out pairs "
           "(subject-verb-object combinations never seen in training)")
-    model = train(out, corpus.train, None, DEMO_MODEL, DEMO_TRAINING, DEMO_DATA, force=True)
+    train(out, corpus.train, None, DEMO_MODEL, DEMO_TRAINING, DEMO_DATA, force=True)
     write_tsv(corpus.test, run.test_path)
     trained = time.perf_counter()
+    bundle = run.path / BUNDLE_DIR
+    export_bundle(run.path, bundle, force=True)
+    exported = time.perf_counter()
 
     sources = [s for s, _ in corpus.test]
     references = [t for _, t in corpus.test]
-    hypotheses = _translate(model, run, sources)
+    hypotheses = Translator(bundle).translate(sources)
+    translated = time.perf_counter()
     scores = score_translations(hypotheses, references)
     print(f"\nHeld-out ({len(sources)} pairs): exact match {scores.exact_match:.1%}, "
           f"BLEU {scores.bleu:.1f}, chrF++ {scores.chrf:.1f}")
     for source, reference, hypothesis in list(zip(sources, references, hypotheses))[:5]:
         print(f"  source:    {source}\n  reference: {reference}\n  output:    {hypothesis}\n")
-    print(f"Demo finished in {time.perf_counter() - started:.0f}s (training {trained - started:.0f}s); "
-          f"run in {Path(out)}")
+    print(f"Demo finished in {time.perf_counter() - started:.0f}s (corpus and training {trained - started:.0f}s, "
+          f"export {exported - trained:.0f}s, translating {len(sources)} sentences with onnxruntime "
+          f"{translated - exported:.1f}s).\nRun: {Path(out)}   Bundle: {bundle}\n"
+          f"Try: keras-transformer translate {bundle} \"the girls are reading the books.\"")
     return 0
-
-
-def _translate(model, run, sources):
-    from keras_transformer.keras_decoding import keras_greedy_translate
-
-    source_tokenizer, target_tokenizer = run.load_tokenizers()
-    return keras_greedy_translate(model, source_tokenizer, target_tokenizer, sources)[0]
