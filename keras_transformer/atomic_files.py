@@ -1,30 +1,10 @@
-"""Write files so that a crash never leaves a half-written one: write a temporary sibling, then
-`os.replace` it over the target (atomic on POSIX within one filesystem)."""
+"""Atomic writes for the training side: JSON and `.keras` models (text files: serve/atomic_files.py)."""
 
 import json
-import os
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
 
+from serve.atomic_files import atomic_path, atomic_write_text
 
-@contextmanager
-def atomic_path(path, suffix=""):
-    """Yields a temporary path next to `path`; on success it replaces `path`, on error it is removed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path, text):
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_save_model"]
 
 
 def atomic_write_json(path, value):

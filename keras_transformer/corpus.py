@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from serve.atomic_files import atomic_write_text
 
 ACCEPTED_FORMS = "'demo', a .tsv file, a .csv file (with source_column and target_column), or SOURCE_FILE,TARGET_FILE"
 
@@ -267,13 +268,4 @@ def write_tsv(pairs: Iterable[tuple[str, str]], path: str | os.PathLike) -> None
             if "\t" in side or "\n" in side or "\r" in side:
                 raise ValueError(f"pair {index}: expected no tab or line break in a TSV field, got {side!r}")
         lines.append(f"{pair[0]}\t{pair[1]}\n")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.writelines(lines)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0o600
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    atomic_write_text(path, "".join(lines))

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from serve.atomic_files import atomic_write_text
 
 HTTP_EXTRA_HINT = "pip install 'keras-transformer[http]'"
 
@@ -170,16 +171,7 @@ def _write_atomically(path, text: str) -> None:
         raise FileNotFoundError(f"--output {path}: directory {path.parent} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"--output {path}: expected a file path, got a directory")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0o600
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    atomic_write_text(path, text)
 
 
 class ProgressLine:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,6 +28,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from serve.bundle_format import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+from serve.atomic_files import atomic_write_text
 
 # Ids that `decode` drops. [UNK] is kept: it decodes to the literal "[UNK]", so that a lost
 # character stays visible in a translation instead of vanishing silently.
@@ -115,16 +115,7 @@ class SubwordTokenizer:
         if not path.parent.is_dir():
             raise FileNotFoundError(f"cannot save tokenizer to {path}: directory {path.parent} does not exist")
         text = self.to_str()
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(tmp_name, 0o644)  # mkstemp creates 0o600
-            os.replace(tmp_name, path)
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
+        atomic_write_text(path, text)
 
     # ------------------------------------------------------------------ text -> ids
 

@@ -13,7 +13,6 @@ import pytest
 from export.exporter import ExportError, export_bundle
 from export.parity import ParityError
 from helpers import random_ids
-from keras_transformer.demo_corpus import generate_demo_corpus
 from keras_transformer.keras_decoding import KerasStepModel, keras_greedy_translate, pad_batch
 from keras_transformer.run_dir import RunDir, RunDirError
 from keras_transformer.training import ModelOptions, TrainingSettings, train
