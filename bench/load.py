@@ -413,6 +413,14 @@ def markdown(results: dict) -> str:
     ])
 
 
+def run(ctx) -> str:
+    """The `python -m bench` entry: 64 clients against the run's fp32 bundle, 2 workers with one
+    onnxruntime thread each (the measured best on 2 cores)."""
+    results = run_load_test(ctx.artifacts().fp32_bundle, clients=64, requests_per_client=2 if ctx.smoke else 20,
+                            workers=2, max_queue=64, threads=1, log=ctx.log)
+    return markdown(results)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.load", description=__doc__.splitlines()[0],

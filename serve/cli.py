@@ -64,7 +64,7 @@ def _add_translate_parser(commands):
     p.add_argument("--length-penalty", type=float, metavar="ALPHA", default=1.0,
                    help="beam search length penalty alpha (default 1.0)")
     p.add_argument("--batch-size", type=int, metavar="N", default=32, help="sentences per batch (default 32)")
-    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads per session (default: all cores)")
+    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads per session (default: 1, fastest for decoding steps)")
     p.set_defaults(handler=_translate)
 
 
@@ -212,7 +212,7 @@ def _add_serve_parser(commands):
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `export`")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, metavar="PORT", default=8000, help="TCP port (default 8000)")
-    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime threads per session (default: all cores)")
+    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads per session (default: 1, fastest for decoding steps)")
     p.add_argument("--workers", type=int, metavar="N", default=1,
                    help="translations run at once, each in a worker thread (default 1)")
     p.add_argument("--max-queue", type=int, metavar="N",

@@ -40,7 +40,7 @@ class Translator:
 
     Args:
         bundle_dir: the directory `keras-transformer export` wrote.
-        threads: onnxruntime intra-op threads per session; None lets onnxruntime choose (all cores).
+        threads: onnxruntime intra-op threads per session; None = 1 (see serve/onnx_model.py).
 
     Raises:
         BundleError: (a ValueError) if the directory is missing, not a bundle, of another format
