@@ -38,7 +38,7 @@ RECIPES = {
         "valid": DATA / "en-hi" / "valid.tsv",
         "tests": {"test-tatoeba": DATA / "en-hi" / "test-tatoeba.tsv",
                   "flores200-devtest": DATA / "en-hi" / "flores200-devtest.tsv"},
-        "options": ["--epochs", "15", "--batch-tokens", "3000", "--num-layers", "3", "--hidden-dim", "256",
+        "options": ["--epochs", "10", "--batch-tokens", "3000", "--num-layers", "3", "--hidden-dim", "256",
                     "--num-heads", "4", "--intermediate-dim", "1024", "--dropout", "0.3", "--label-smoothing", "0.1",
                     "--warmup-steps", "600", "--learning-rate-scale", "0.7", "--source-vocab-size", "8000",
                     "--target-vocab-size", "8000"],
