@@ -4,13 +4,15 @@ Each graph is a `tf.function` with an explicit `TensorSpec` signature over the s
 instances as the training model (tf2onnx's `from_keras` is avoided: tf2onnx #2329). The decoding
 loop is not in the graphs (tf2onnx #1229, #2274): it runs in numpy in `serve/`. The cache grows by
 concatenation, never `slice_update` (tf2onnx #1601). Every graph input and output is renamed to
-the names in `serve/bundle_format.py`, so nothing depends on converter-chosen names.
+the names in `serve/bundle_format.py`, so nothing depends on converter-chosen names, and
+TensorFlow's Tensordot scaffolding around each Dense layer is removed (export/graph_cleanup.py).
 """
 
 from __future__ import annotations
 
 OPSET = 17
 
+from export.graph_cleanup import collapse_tensordot_reshapes  # noqa: E402
 from serve import bundle_format as fmt  # noqa: E402
 
 
@@ -71,6 +73,7 @@ def convert_encoder(model, opset=OPSET):
         return flat
 
     model_proto, _ = tf2onnx.convert.from_function(encode, input_signature=signature, opset=opset)
+    model_proto = collapse_tensordot_reshapes(model_proto)
     return _name_io(model_proto, *encoder_io_names(config_of(model).num_layers))
 
 
@@ -101,4 +104,5 @@ def convert_decoder_step(model, opset=OPSET):
         return flat
 
     model_proto, _ = tf2onnx.convert.from_function(step, input_signature=signature, opset=opset)
+    model_proto = collapse_tensordot_reshapes(model_proto)
     return _name_io(model_proto, *decoder_io_names(config.num_layers))
