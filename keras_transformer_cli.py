@@ -125,15 +125,16 @@ def _add_export_parser(commands):
     p.add_argument("run", metavar="RUN", help="run directory written by `train`")
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the MatMul weights")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--opset", type=int, help="ONNX opset, 17 or later (default: export.onnx_graphs.OPSET = 17)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.set_defaults(handler=_export)
 
 
 def _export(args):
     from export.exporter import export_bundle
+    from export.onnx_graphs import OPSET
 
-    export_bundle(args.run, args.out, int8=args.int8, opset=args.opset, force=args.force)
+    export_bundle(args.run, args.out, int8=args.int8, opset=args.opset or OPSET, force=args.force)
 
 
 def _add_evaluate_parser(commands):

@@ -132,7 +132,8 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
         pairs = _sample_pairs(run)
         sources, targets, greedy_sources = _parity_batches(
             pairs, source_tokenizer, target_tokenizer, model_config, np.random.default_rng(0))
-        report = check_parity(model, onnx_model, sources, targets, greedy_sources, model_config.max_target_length)
+        report, fp32_outputs = check_parity(model, onnx_model, sources, targets, greedy_sources,
+                                            model_config.max_target_length)
         log(f"Parity: {report.summary()}")
         if not report.passed:
             raise ParityError(f"parity check failed, nothing written to {out}: {report.summary()}")
@@ -141,7 +142,7 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
         if int8:
             from export.int8_check import quantize_and_compare
 
-            quantization = quantize_and_compare(tmp, onnx_model, greedy_sources, pairs, target_tokenizer,
+            quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
                                                 model_config, log)
         shutil.copyfile(run.source_tokenizer_path, tmp / fmt.SOURCE_TOKENIZER_FILE)
         shutil.copyfile(run.target_tokenizer_path, tmp / fmt.TARGET_TOKENIZER_FILE)

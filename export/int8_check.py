@@ -10,23 +10,14 @@ import os
 
 from export.quantize import quantize_int8
 from serve import bundle_format as fmt
-from serve import decoding
 from serve.bundle import BundleConfig
 
 
-def _greedy(onnx_model, sources, max_length, batch_size=32):
-    from keras_transformer.keras_decoding import pad_batch
+def quantize_and_compare(directory, fp32_out, sources, pairs, target_tokenizer, model_config, log) -> dict:
+    """Replaces directory's encoder.onnx/decoder.onnx by int8 versions; returns the figures.
 
-    outputs = []
-    for start in range(0, len(sources), batch_size):
-        batch = pad_batch(sources[start:start + batch_size])
-        outputs += decoding.greedy_decode(onnx_model, onnx_model.start(batch), len(batch), fmt.BOS_ID,
-                                          fmt.EOS_ID, max_length)
-    return outputs
-
-
-def quantize_and_compare(directory, fp32_model, sources, pairs, target_tokenizer, model_config, log) -> dict:
-    """Replaces directory's encoder.onnx/decoder.onnx by int8 versions; returns the figures."""
+    fp32_out: the fp32 graphs' greedy outputs for `sources` (from the parity check)."""
+    from keras_transformer.keras_decoding import greedy_token_ids
     from serve.onnx_model import OnnxStepModel
 
     for name in (fmt.ENCODER_FILE, fmt.DECODER_FILE):
@@ -35,8 +26,7 @@ def quantize_and_compare(directory, fp32_model, sources, pairs, target_tokenizer
         quantize_int8(fp32_path, int8_path)
         os.replace(int8_path, fp32_path)
     int8_model = OnnxStepModel(BundleConfig(directory, {"model": model_config.to_dict()}))
-    fp32_out = _greedy(fp32_model, sources, model_config.max_target_length)
-    int8_out = _greedy(int8_model, sources, model_config.max_target_length)
+    int8_out = greedy_token_ids(int8_model, sources, model_config.max_target_length)
     identical = sum(a == b for a, b in zip(fp32_out, int8_out)) / max(len(sources), 1)
     figures = {"type": "dynamic int8 (MatMul/Gemm weights, onnxruntime quantize_dynamic)",
                "greedy_identical_to_fp32": identical, "sentences": len(sources)}

@@ -10,10 +10,10 @@ TensorFlow's Tensordot scaffolding around each Dense layer is removed (export/gr
 
 from __future__ import annotations
 
-OPSET = 17
+from export.graph_cleanup import collapse_tensordot_reshapes
+from serve import bundle_format as fmt
 
-from export.graph_cleanup import collapse_tensordot_reshapes  # noqa: E402
-from serve import bundle_format as fmt  # noqa: E402
+OPSET = 17  # the one pinned opset; `export --opset N` may ask for a later one
 
 
 def encoder_io_names(num_layers):

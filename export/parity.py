@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from serve import bundle_format as fmt
-from serve import decoding
 
 ATOL = 1e-4
 
@@ -82,25 +81,21 @@ def _decoder_step_diff(model, onnx_model, source_ids, target_ids) -> float:
 
 
 def check_parity(model, onnx_model, source_ids: np.ndarray, target_ids: np.ndarray,
-                 greedy_sources: list[list[int]], max_length: int, batch_size: int = 32) -> ParityReport:
+                 greedy_sources: list[list[int]], max_length: int) -> tuple[ParityReport, list[list[int]]]:
     """Compares `onnx_model` (a serve.onnx_model.OnnxStepModel) with the Keras `model`.
 
     source_ids int32 (B, S) and target_ids int32 (B, T) (decoder inputs, BOS first) are padded
     batches for levels 1 and 2; greedy_sources are token id lists (EOS included) for level 3.
+    Returns the report and onnxruntime's greedy outputs (reused by the int8 comparison).
     """
-    from keras_transformer.keras_decoding import KerasStepModel, pad_batch
+    from keras_transformer.keras_decoding import KerasStepModel, greedy_token_ids
 
-    keras_model = KerasStepModel(model)
-    identical = 0
-    for start in range(0, len(greedy_sources), batch_size):
-        batch = pad_batch(greedy_sources[start:start + batch_size])
-        n = len(batch)
-        ours = decoding.greedy_decode(onnx_model, onnx_model.start(batch), n, fmt.BOS_ID, fmt.EOS_ID, max_length)
-        theirs = decoding.greedy_decode(keras_model, keras_model.start(batch), n, fmt.BOS_ID, fmt.EOS_ID, max_length)
-        identical += sum(a == b for a, b in zip(ours, theirs))
-    return ParityReport(
+    ours = greedy_token_ids(onnx_model, greedy_sources, max_length)
+    theirs = greedy_token_ids(KerasStepModel(model), greedy_sources, max_length)
+    report = ParityReport(
         encoder_max_abs_diff=_encoder_diff(model, onnx_model, source_ids),
         decoder_step_max_abs_diff=_decoder_step_diff(model, onnx_model, source_ids, target_ids),
-        greedy_identical=identical,
+        greedy_identical=sum(a == b for a, b in zip(ours, theirs)),
         greedy_sentences=len(greedy_sources),
     )
+    return report, ours

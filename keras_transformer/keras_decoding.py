@@ -68,15 +68,21 @@ def pad_batch(rows: list[list[int]]) -> np.ndarray:
     return out
 
 
+def greedy_token_ids(step_model, sources: list[list[int]], max_length: int, batch_size: int = 32) -> list[list[int]]:
+    """Greedy output ids for source id lists (EOS included), in batches, with any model that has
+    `start(source_ids)` plus the `serve.decoding.StepModel` methods (Keras or onnxruntime)."""
+    outputs = []
+    for start in range(0, len(sources), batch_size):
+        batch = pad_batch(sources[start:start + batch_size])
+        outputs += decoding.greedy_decode(step_model, step_model.start(batch), len(batch), BOS_ID, EOS_ID, max_length)
+    return outputs
+
+
 def keras_greedy_translate(model, source_tokenizer, target_tokenizer, texts, batch_size=64, max_length=None):
-    """Greedy translations of `texts` with the Keras model (used by the parity check and tests)."""
+    """Greedy translations of `texts` with the Keras model: (texts, token id lists)."""
     step_model = KerasStepModel(model)
     max_length = max_length or step_model.config.max_target_length
     limit = step_model.config.max_source_length - 1
     sources = [ids[:limit] + [EOS_ID] for ids in source_tokenizer.encode_batch(list(texts))]
-    outputs = []
-    for start in range(0, len(sources), batch_size):
-        batch = sources[start:start + batch_size]
-        state = step_model.start(pad_batch(batch))
-        outputs += decoding.greedy_decode(step_model, state, len(batch), BOS_ID, EOS_ID, max_length)
+    outputs = greedy_token_ids(step_model, sources, max_length, batch_size)
     return [target_tokenizer.decode(ids) for ids in outputs], outputs
