@@ -53,6 +53,8 @@ def _add_train_parser(commands):
     p.add_argument("--target-vocab-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--time-budget-minutes", type=float, metavar="MINUTES",
+                   help="stop training (as complete) once this much training time is spent, resumed attempts included")
     p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")
     p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
                    help="tf.distribute strategy (multi-worker reads the cluster from TF_CONFIG)")

@@ -34,6 +34,9 @@ def parse_args(argv):
     parser.add_argument("--run", type=Path, help="a trained run dir to use instead of training the demo model")
     parser.add_argument("--bundle", type=Path, help="its fp32 bundle (else exported into a temp dir)")
     parser.add_argument("--int8-bundle", type=Path, help="its int8 bundle (else exported into a temp dir)")
+    parser.add_argument("--sentences", metavar="SPEC",
+                        help="decode the source side of this corpus (FILE.tsv, ...) instead of the run's test.tsv or "
+                             "the demo's held-out sentences")
     parser.add_argument("--threads", type=int, default=1,
                         help="onnxruntime intra-op threads (default: 1, the Translator's default)")
     parser.add_argument("--out", type=Path, help=f"Markdown file to write (default: {DEFAULT_OUT} for a full run of "
@@ -65,7 +68,7 @@ def main(argv=None, log=None) -> int:
     sections, failures = [], []
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         ctx = Context(smoke=args.smoke, workdir=Path(workdir), run_dir=args.run, fp32_bundle=args.bundle,
-                      int8_bundle=args.int8_bundle, threads=args.threads, log=log)
+                      int8_bundle=args.int8_bundle, threads=args.threads, sentences=args.sentences, log=log)
         for name in args.only:
             module = __import__(f"bench.{name}", fromlist=["run"])
             section_started = time.perf_counter()

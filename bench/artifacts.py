@@ -5,8 +5,9 @@ corpus, ~1–2 min), unless `--run DIR` names a trained run. Smoke run: a 1-laye
 trained for one epoch on 300 demo pairs (a few seconds). Either way the fp32 and int8 bundles are
 exported into the scratch directory unless `--bundle` / `--int8-bundle` name existing ones.
 
-Sentences: the run's held-out `test.tsv` when it has one (the demo writes its held-out pairs
-there), else the demo corpus' held-out sources (`generate_demo_corpus(seed=0).test`).
+Sentences: the source side of `--sentences SPEC` when given, else the run's held-out `test.tsv`
+when it has one (the demo writes its held-out pairs there), else the demo corpus' held-out sources
+(`generate_demo_corpus(seed=0).test`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Artifacts:
     fp32_bundle: Path
     int8_bundle: Path
     sentences: list[str]
+    sentences_description: str  # where the sentences come from, for the tables
     trained_here: bool
 
 
@@ -39,8 +41,9 @@ def prepare(ctx) -> Artifacts:
         ctx.fp32_bundle = _export(ctx, "bundle-fp32", int8=False)
     if ctx.int8_bundle is None:
         ctx.int8_bundle = _export(ctx, "bundle-int8", int8=True)
+    sentences, description = _sentences(Path(ctx.run_dir), ctx.sentences)
     artifacts = Artifacts(Path(ctx.run_dir), Path(ctx.fp32_bundle), Path(ctx.int8_bundle),
-                          _sentences(Path(ctx.run_dir)), trained_here)
+                          sentences, description, trained_here)
     ctx.cache["artifacts"] = artifacts
     return artifacts
 
@@ -83,16 +86,17 @@ def _export(ctx, name: str, int8: bool) -> Path:
     return out
 
 
-def _sentences(run_dir: Path) -> list[str]:
+def _sentences(run_dir: Path, spec: str | None) -> tuple[list[str], str]:
+    from keras_transformer.corpus import read_parallel_corpus
     from keras_transformer.run_dir import RunDir
 
     test_path = RunDir(run_dir).test_path
-    if test_path.is_file():
-        from keras_transformer.corpus import read_parallel_corpus
-
-        pairs = read_parallel_corpus(str(test_path))[0]
+    if spec:
+        pairs, description = read_parallel_corpus(spec)[0], f"the sources of {spec}"
+    elif test_path.is_file():
+        pairs, description = read_parallel_corpus(str(test_path))[0], "the run's held-out test.tsv"
     else:
         from keras_transformer.demo_corpus import generate_demo_corpus
 
-        pairs = generate_demo_corpus(seed=0).test
-    return [source for source, _ in pairs]
+        pairs, description = generate_demo_corpus(seed=0).test, "held-out demo sources"
+    return [source for source, _ in pairs], description

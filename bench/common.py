@@ -33,6 +33,7 @@ class Context:
     fp32_bundle: Path | None = None  # --bundle, else exported on first use
     int8_bundle: Path | None = None  # --int8-bundle, else exported on first use
     threads: int = 1  # the Translator's default
+    sentences: str | None = None  # --sentences SPEC: a corpus whose source side is decoded
     log: object = print
     cache: dict = field(default_factory=dict)  # figures shared between benchmarks (peak, bandwidth)
 

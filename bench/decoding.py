@@ -501,7 +501,7 @@ def run(ctx: Context) -> str:
         f"Model: {model_source}, "
         f"{config.num_layers}+{config.num_layers} layers, d_model {config.hidden_dim}, d_ff "
         f"{config.intermediate_dim}, {config.num_heads} heads, vocab {config.source_vocab_size}/"
-        f"{config.target_vocab_size}; max {max_length} target tokens. Sentences: held-out demo sources "
+        f"{config.target_vocab_size}; max {max_length} target tokens. Sentences: {art.sentences_description} "
         f"({len(texts)} at batch {sizes.batch}, the first {len(single)} at batch 1, the first {keras_io.sentences} "
         f"for the keras.io-style loop). onnxruntime intra-op threads = {threads}; "
         "TensorFlow uses its defaults. Each engine first decoded other sentences the same way (warm-up, untimed).",

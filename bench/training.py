@@ -42,7 +42,7 @@ class Sizes:
 
 FULL = Sizes(model=dict(source_vocab_size=8000, target_vocab_size=8000, num_layers=3, hidden_dim=256, num_heads=4,
                         intermediate_dim=1024, dropout=0.1, max_source_length=64, max_target_length=64),
-             buckets=(12, 16, 24, 32), batch_tokens=2048, repeats=1, timed_epochs=3)
+             buckets=(12, 16, 24, 32), batch_tokens=2048, repeats=2, timed_epochs=5)
 SMOKE = Sizes(model=dict(source_vocab_size=200, target_vocab_size=200, num_layers=1, hidden_dim=16, num_heads=2,
                          intermediate_dim=32, dropout=0.1, max_source_length=32, max_target_length=32),
               buckets=(12,), batch_tokens=96, repeats=2, timed_epochs=2)

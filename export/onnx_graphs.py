@@ -5,12 +5,13 @@ instances as the training model (tf2onnx's `from_keras` is avoided: tf2onnx #232
 loop is not in the graphs (tf2onnx #1229, #2274): it runs in numpy in `serve/`. The cache grows by
 concatenation, never `slice_update` (tf2onnx #1601). Every graph input and output is renamed to
 the names in `serve/bundle_format.py`, so nothing depends on converter-chosen names, and
-TensorFlow's Tensordot scaffolding around each Dense layer is removed (export/graph_cleanup.py).
+TensorFlow's Tensordot scaffolding around each Dense layer is removed and each layer norm becomes
+one LayerNormalization node (export/graph_cleanup.py).
 """
 
 from __future__ import annotations
 
-from export.graph_cleanup import collapse_tensordot_reshapes
+from export.graph_cleanup import collapse_tensordot_reshapes, fuse_layer_norms
 from serve import bundle_format as fmt
 
 OPSET = 17  # the one pinned opset; `export --opset N` may ask for a later one
@@ -74,6 +75,7 @@ def convert_encoder(model, opset=OPSET):
 
     model_proto, _ = tf2onnx.convert.from_function(encode, input_signature=signature, opset=opset)
     model_proto = collapse_tensordot_reshapes(model_proto)
+    fuse_layer_norms(model_proto)
     return _name_io(model_proto, *encoder_io_names(config_of(model).num_layers))
 
 
@@ -105,4 +107,5 @@ def convert_decoder_step(model, opset=OPSET):
 
     model_proto, _ = tf2onnx.convert.from_function(step, input_signature=signature, opset=opset)
     model_proto = collapse_tensordot_reshapes(model_proto)
+    fuse_layer_norms(model_proto)
     return _name_io(model_proto, *decoder_io_names(config.num_layers))

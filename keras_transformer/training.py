@@ -6,6 +6,8 @@
   not a run, is never overwritten silently.
 - A NaN/Inf loss stops training with `TrainingError`; `model.keras` keeps the last good epoch.
 - `model.keras`, `config.json` and `history.csv` are replaced atomically at each epoch end.
+- `time_budget_minutes` caps the training time (earlier attempts of a resumed run included): training
+  ends before an epoch that would not fit, or at the first batch past the budget.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class TrainingSettings:
     seed: int = 0
     jit_compile: bool = False
     strategy: str = "default"  # see keras_transformer/distribution.py
+    time_budget_minutes: float | None = None  # stop training once this much time is spent
 
     def __post_init__(self):
         for name in ("epochs", "batch_tokens", "warmup_steps", "source_vocab_size", "target_vocab_size"):
@@ -60,6 +63,8 @@ class TrainingSettings:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing: expected 0 <= value < 1, got {self.label_smoothing!r}")
+        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
+            raise ValueError(f"time_budget_minutes: expected a positive number, got {self.time_budget_minutes!r}")
 
 
 def _history_callback(run: RunDir):
@@ -86,6 +91,46 @@ def _history_callback(run: RunDir):
             _write_history(run, self.rows)
 
     return EpochEnd()
+
+
+def _time_budget_callback(minutes: float, spent_before: float, log):
+    """Stops `fit` once `minutes` of training are spent, `spent_before` seconds (earlier attempts) included.
+
+    At each epoch end it predicts the next epoch from the last one and stops if it would end past
+    the budget, so epochs normally stay whole; a batch that ends past the budget stops at once.
+    """
+    import keras
+
+    budget = 60.0 * minutes
+
+    class TimeBudget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+            self.reached = False
+
+        def spent(self) -> float:
+            return spent_before + time.perf_counter() - self.started
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.epoch_started = epoch, time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.spent() >= budget:
+                self._stop(f"the time budget ({minutes:g} min) ran out during epoch {self.epoch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            last_epoch = time.perf_counter() - self.epoch_started
+            if not self.reached and self.spent() + last_epoch > budget:
+                self._stop(f"another epoch (about {last_epoch / 60:.1f} min) would not fit in the time budget "
+                           f"({minutes:g} min)")
+
+        def _stop(self, reason):
+            if not self.reached:
+                log(f"Stopping after {self.spent() / 60:.1f} min of training: {reason}")
+            self.reached = True
+            self.model.stop_training = True
+
+    return TimeBudget()
 
 
 def _read_history(run: RunDir) -> list[dict]:
@@ -194,6 +239,9 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
         _history_callback(run),
         *extra_callbacks,
     ]
+    if settings.time_budget_minutes is not None:
+        spent_before = sum(float(row["seconds"]) for row in _read_history(run)) if resuming else 0.0
+        callbacks.append(_time_budget_callback(settings.time_budget_minutes, spent_before, log))
     if verbose == "auto" and not sys.stdout.isatty():
         verbose = 2  # one line per epoch in logs, the progress bar on a terminal
     try:

@@ -99,3 +99,46 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_epoch(tmp_pat
     assert [int(r["epoch"]) for r in _history(run_dir)] == [1]
     model = RunDir(run_dir).load_model()
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_a_time_budget_ends_training_as_complete(tmp_path, pairs):
+    budget = TrainingSettings(**{**TINY_TRAINING.__dict__, "epochs": 50, "time_budget_minutes": 1e-4})
+    messages = []
+    train(tmp_path / "run", pairs, pairs[:50], TINY_MODEL, budget, DATA, log=messages.append, verbose=0)
+    assert [int(r["epoch"]) for r in _history(tmp_path / "run")] == [1]  # stopped at the first batch
+    assert RunDir(tmp_path / "run").read_config()["status"] == "complete"
+    assert any("time budget (0.0001 min) ran out during epoch 1" in m for m in messages), messages
+
+
+def test_the_time_budget_skips_an_epoch_that_would_not_fit_and_counts_earlier_attempts(monkeypatch):
+    import types
+
+    from keras_transformer import training
+
+    clock = [0.0]
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+
+    def run_epoch(callback, epoch, seconds):
+        callback.on_epoch_begin(epoch)
+        clock[0] += seconds
+        callback.on_train_batch_end(0)
+        callback.on_epoch_end(epoch)
+        return callback.model.stop_training
+
+    callback = training._time_budget_callback(10, spent_before=0.0, log=_quiet)  # 600 s
+    callback.set_model(types.SimpleNamespace(stop_training=False))
+    callback.on_train_begin()
+    assert not run_epoch(callback, 0, 250)  # 250 s spent, another 250 s fits
+    assert run_epoch(callback, 1, 250)  # 500 s spent, another 250 s would end at 750 s
+
+    messages = []
+    resumed = training._time_budget_callback(10, spent_before=550.0, log=messages.append)
+    resumed.set_model(types.SimpleNamespace(stop_training=False))
+    resumed.on_train_begin()
+    assert run_epoch(resumed, 3, 60)  # 550 + 60 s crosses 600 s inside the epoch
+    assert messages == ["Stopping after 10.2 min of training: the time budget (10 min) ran out during epoch 4"]
+
+
+def test_a_time_budget_must_be_positive():
+    with pytest.raises(ValueError, match="time_budget_minutes: expected a positive number"):
+        TrainingSettings(time_budget_minutes=0)
