@@ -16,6 +16,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logging: 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 TRAINING_MODULES = {"tensorflow", "keras", "tf2onnx", "onnx", "matplotlib", "sacrebleu"}
+TENSORFLOW_COMMANDS = {"demo", "train", "export", "attention"}
+# What TensorFlow 2.21 writes to stderr at import whatever TF_CPP_MIN_LOG_LEVEL says (absl, before its
+# logging is initialised).
+TENSORFLOW_IMPORT_CHATTER = ("All log messages before absl::InitializeLog() is called",
+                             "oneDNN custom operations are on")
 DEBUG_ENV = "KERAS_TRANSFORMER_DEBUG"  # set to 1 to see full tracebacks
 
 
@@ -163,6 +168,36 @@ def _add_attention_parser(commands):
                                                    fromlist=["run_attention"]).run_attention(args))
 
 
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with its start-up chatter (TENSORFLOW_IMPORT_CHATTER) held back.
+
+    The process-level stderr (file descriptor 2, which TensorFlow's C++ code writes to) goes to a
+    temporary file during the import; afterwards every other line is written back, and on failure
+    all of it, so nothing that explains an error is lost.
+    """
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = True
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = lines if failed else [line for line in lines
+                                         if not any(chatter in line for chatter in TENSORFLOW_IMPORT_CHATTER)]
+            sys.stderr.write("".join(kept))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-transformer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -182,6 +217,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv[1:]  # the command's own arguments, for commands that relaunch themselves
     try:
+        if args.command in TENSORFLOW_COMMANDS and getattr(args, "workers", None) is None:
+            _import_tensorflow_quietly()
         result = args.handler(args)
     except ModuleNotFoundError as error:
         if error.name and error.name.split(".")[0] in TRAINING_MODULES:

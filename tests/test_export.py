@@ -150,6 +150,7 @@ def test_export_errors_are_one_line_and_write_nothing(tmp_path, bundle, trained_
     result = _cli("export", not_a_run, "--out", tmp_path / "b1")
     assert result.returncode == 2
     assert "not a run directory" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr  # one line: TensorFlow's import chatter is held back
     assert not (tmp_path / "b1").exists()
 
     result = _cli("export", trained_run, "--out", bundle)  # existing --out without --force
