@@ -143,10 +143,20 @@ def beam_search(
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable log-softmax over the last axis, in float64: `x - max - log(sum(exp(x - max)))`."""
-    x = np.asarray(logits, dtype=np.float64)
-    shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    """Numerically stable log-softmax over the last axis, as float64: `x - logsumexp(x)`."""
+    return np.asarray(logits, dtype=np.float64) - log_sum_exp(logits)
+
+
+def log_sum_exp(logits: np.ndarray) -> np.ndarray:
+    """(..., V) -> (..., 1) float64 `max + log(sum(exp(x - max)))`.
+
+    The exponentials are taken in float32 (the model's logits are float32; float64 exp of the full
+    (rows, V) matrix was the costliest part of a beam-search step) and summed in float64.
+    """
+    x = np.asarray(logits, dtype=np.float32)
+    top = x.max(axis=-1, keepdims=True)  # (..., 1)
+    total = np.exp(x - top).sum(axis=-1, keepdims=True, dtype=np.float64)  # (..., 1)
+    return top.astype(np.float64) + np.log(total)
 
 
 def length_penalty_term(length: int, alpha: float) -> float:
@@ -174,12 +184,18 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, beam_size
     for position in range(max_length):
         L, length = len(sentences), position + 1  # length: tokens per hypothesis after this step
         logits, state = model.step(tokens, position, state)  # (L*K, V)
-        logprobs = log_softmax(_checked_logits(logits, L * K))  # (L*K, V)
-        V = logprobs.shape[1]
-        candidates = (scores.reshape(L * K, 1) + logprobs).reshape(L, K * V)  # (L, K*V)
-        ranked = _top_k(candidates, min(2 * K, K * V))  # (L, C) flat candidate ids, best first
-        ranked_scores = np.take_along_axis(candidates, ranked, axis=1)  # (L, C)
-        beams, words = np.divmod(ranked, V)  # (L, C) beam each extends, token it appends
+        logits = _checked_logits(logits, L * K)
+        V = logits.shape[1]
+        # A sentence's 2K best candidates (beam, token) over its K*V can only use each beam's 2K best
+        # tokens, so only those are scored: (L*K, W) with W = min(2K, V), ties to the lower token id.
+        W = min(2 * K, V)
+        best_words = _top_k(logits, W)  # (L*K, W)
+        logprobs = np.take_along_axis(logits, best_words, axis=1).astype(np.float64) - log_sum_exp(logits)
+        candidates = (scores.reshape(L * K, 1) + logprobs).reshape(L, K * W)  # (L, K*W)
+        flat = (np.arange(K).reshape(1, K, 1) * V + best_words.reshape(L, K, W)).reshape(L, K * W)  # beam*V + token
+        order = np.lexsort((flat, -candidates), axis=1)[:, : min(2 * K, K * V)]  # (L, C) best first, ties: lower id
+        ranked_scores = np.take_along_axis(candidates, order, axis=1)  # (L, C)
+        beams, words = np.divmod(np.take_along_axis(flat, order, axis=1), V)  # (L, C) beam each extends, its token
         is_eos = words == eos_id  # (L, C)
 
         # EOS among the K best candidates finishes a hypothesis.
@@ -215,21 +231,33 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, beam_size
 def _top_k(values: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the k largest entries of each row of (N, n) `values`, best first.
 
-    Ties go to the lower column index, so results never depend on the sort algorithm. Runs in
-    O(n) per row plus a sort of k entries: `np.partition` finds the k-th largest value; the entries
-    above it and the lowest-index entries equal to it are exactly the top k.
+    Ties go to the lower column index, so results never depend on the selection algorithm:
+    `np.argpartition` picks k entries per row in O(n); a row is taken as it is unless it holds more
+    entries equal to its k-th largest value than were picked (then `_top_k_with_ties` decides).
     """
     n = values.shape[1]
     if k >= n:
         return np.argsort(-values, axis=1, kind="stable")  # (N, n)
+    columns = np.argpartition(-values, k - 1, axis=1)[:, :k]  # (N, k) some k largest
+    picked = np.take_along_axis(values, columns, axis=1)  # (N, k)
+    kth = picked.min(axis=1, keepdims=True)  # (N, 1) k-th largest value
+    ambiguous = (values == kth).sum(axis=1) != (picked == kth).sum(axis=1)  # (N,) ties left out
+    if ambiguous.any():
+        columns[ambiguous] = _top_k_with_ties(values[ambiguous], k)
+        picked = np.take_along_axis(values, columns, axis=1)
+    order = np.lexsort((columns, -picked), axis=1)  # (N, k) by value, then by column
+    return np.take_along_axis(columns, order, axis=1)
+
+
+def _top_k_with_ties(values: np.ndarray, k: int) -> np.ndarray:
+    """`_top_k` for rows with ties at the k-th value: the entries above it, then the lowest-index
+    entries equal to it (unordered)."""
     kth = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]  # (N, 1) k-th largest value
     above = values > kth  # (N, n)
     tied = values == kth  # (N, n)
     room = k - above.sum(axis=1, keepdims=True)  # (N, 1) tied entries still admitted
     chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))  # (N, n) exactly k per row
-    columns = np.nonzero(chosen)[1].reshape(-1, k)  # (N, k) ascending column order
-    order = np.argsort(-np.take_along_axis(values, columns, axis=1), axis=1, kind="stable")  # (N, k)
-    return np.take_along_axis(columns, order, axis=1)
+    return np.nonzero(chosen)[1].reshape(-1, k)  # (N, k) ascending column order
 
 
 def _best_reachable(scores: np.ndarray, length: int, max_length: int, alpha: float) -> np.ndarray:

@@ -260,6 +260,16 @@ def test_top_k_breaks_ties_by_lowest_index():
         np.testing.assert_array_equal(decoding._top_k(values, k), expected)
 
 
+def test_top_k_without_ties_and_with_a_few_rows_tied():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(40, 300)).astype(np.float32)  # no ties: the argpartition path alone
+    values[5, :] = 0.0  # one row all tied, one with ties at the k-th value only
+    values[7, [3, 9, 200]] = values[7].max() + 1.0
+    for k in (1, 2, 8, 299):
+        expected = np.argsort(-values, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(decoding._top_k(values, k), expected)
+
+
 def test_log_softmax_is_stable():
     logits = np.array([[1000.0, 0.0, -np.inf], [-1000.0, -1000.0, -1000.0]], dtype=np.float32)
     result = log_softmax(logits)
