@@ -245,27 +245,20 @@ def keras_io_job(model, tokenizers, texts, max_length, max_source_length, repeat
 # ------------------------------------------------------------------------------------ bound & profile
 
 
-def streamed_weights(onnx_path) -> list:
-    """The initializers a decoding step reads whole: all but embedding tables that only a Gather uses
-    (a Gather reads one row per token; a tied output projection is a separate, transposed copy)."""
+def streamed_weights(onnx_path) -> tuple[int, int]:
+    """(bytes, 2-D elements) of the weights a decoding step reads whole, whatever their type (fp32 or
+    int8): every initializer but embedding tables that only a Gather uses (a Gather reads one row per
+    token; a tied output projection is a separate, transposed copy). Each 2-D element is 2 matmul
+    FLOPs per decoded token."""
     import onnx
+    from onnx import helper
 
     graph = onnx.load(str(onnx_path)).graph
     read_whole = {name for node in graph.node if node.op_type != "Gather" for name in node.input}
-    return [tensor for tensor in graph.initializer if tensor.name in read_whole]
-
-
-def streamed_weight_bytes(onnx_path) -> int:
-    """Bytes of the weights a step reads whole, whatever their type (fp32 or int8)."""
-    from onnx import helper
-
-    return sum(int(np.prod(t.dims, dtype=np.int64)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
-               for t in streamed_weights(onnx_path))
-
-
-def matmul_weight_elements(onnx_path) -> int:
-    """Elements of the 2-D weights a step multiplies by (not the Gather-only tables): 2 FLOPs each per token."""
-    return sum(int(np.prod(t.dims)) for t in streamed_weights(onnx_path) if len(t.dims) == 2)
+    weights = [tensor for tensor in graph.initializer if tensor.name in read_whole]
+    size = sum(int(np.prod(t.dims, dtype=np.int64)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+               for t in weights)
+    return size, sum(int(np.prod(t.dims)) for t in weights if len(t.dims) == 2)
 
 
 class TimedSession:
@@ -444,12 +437,13 @@ def run(ctx: Context) -> str:
     peak = matmul_peak(ctx)
     from serve import bundle_format as fmt
 
+    weights = {label: streamed_weights(bundle / fmt.DECODER_FILE)
+               for label, bundle in (("fp32", art.fp32_bundle), ("int8", art.int8_bundle))}
     bound_rows = []
-    for label, bundle, measured in (("fp32", art.fp32_bundle, ort_fp32_single),
-                                    ("int8", art.int8_bundle, int8_single)):
-        weight_bytes = streamed_weight_bytes(bundle / fmt.DECODER_FILE)
+    for label, measured in (("fp32", ort_fp32_single), ("int8", int8_single)):
+        weight_bytes, matmul_elements = weights[label]
         memory_bound = bandwidth / weight_bytes  # steps/s = tokens/s at batch 1
-        compute_bound = peak / (2 * matmul_weight_elements(bundle / fmt.DECODER_FILE))
+        compute_bound = peak / (2 * matmul_elements)
         bound_rows.append([label, fmt_num(weight_bytes / 1e6, 2), fmt_num(memory_bound), fmt_num(compute_bound),
                            fmt_num(measured.tokens_per_second),
                            f"{100 * measured.tokens_per_second / min(memory_bound, compute_bound):.0f}%"])
@@ -460,7 +454,7 @@ def run(ctx: Context) -> str:
     for label, bundle in (("fp32", art.fp32_bundle), ("int8", art.int8_bundle)):
         profile = profiles[label] = ort_profile(bundle, profiled, threads, ctx.workdir / f"ort_profile_{label}")
         launches = sum(calls for calls, _ in profile["ops"].values()) / max(profile["steps"], 1)
-        matmul_us = 1e6 * 2 * matmul_weight_elements(bundle / fmt.DECODER_FILE) / peak
+        matmul_us = 1e6 * 2 * weights[label][1] / peak
         for n_threads in sorted({threads, available_cores()}, reverse=True):
             split = step_split(bundle, profiled, n_threads, sizes.repeats)
             steps = max(split["steps"], 1)

@@ -11,14 +11,14 @@ writes bench/RESULTS-<recipe>.md. Settings were chosen on the valid split, never
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.common import available_cores, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -53,18 +53,15 @@ RECIPES = {
 }
 
 
-def _run(command, log):
-    print("$ " + " ".join(map(str, command)), flush=True)
+def _run(command, log, skip=False):
+    """Runs `command` (logged in `log`) and returns its wall-clock seconds; with `skip`, only logs it."""
     log.append(" ".join(map(str, command)))
+    if skip:
+        return None
+    print("$ " + log[-1], flush=True)
     started = time.perf_counter()
     subprocess.run(list(map(str, command)), check=True, cwd=ROOT)
     return time.perf_counter() - started
-
-
-def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def run_recipe(name: str, work: Path, beam_sizes=(1, 4), reuse=False):
@@ -76,35 +73,28 @@ def run_recipe(name: str, work: Path, beam_sizes=(1, 4), reuse=False):
     train_command = [*cli, "train", "--data", recipe["train"], "--valid", recipe["valid"], "--out", run_dir,
                      *recipe["options"]]
     wall_clock = work / f"{name}-train-seconds.json"  # so that --reuse can still report it
-    if reuse and wall_clock.is_file():
-        commands.append(" ".join(map(str, train_command)))
-    else:
-        wall_clock.write_text(json.dumps(_run(train_command, commands)))
+    seconds = _run(train_command, commands, skip=reuse and wall_clock.is_file())
+    if seconds is not None:
+        wall_clock.write_text(json.dumps(seconds))
     train_seconds = json.loads(wall_clock.read_text())
-    export_command = [*cli, "export", run_dir, "--out", bundle, "--force"]
-    if reuse and bundle.is_dir():
-        commands.append(" ".join(map(str, export_command)))
-    else:
-        _run(export_command, commands)
+    _run([*cli, "export", run_dir, "--out", bundle, "--force"], commands, skip=reuse and bundle.is_dir())
     rows = []
     # The valid split (greedy) first: the split the settings are compared on; then each test split once.
     for test_name, path, beams in [("valid", recipe["valid"], (1,)),
                                    *((test, path, beam_sizes) for test, path in recipe["tests"].items())]:
         for beam in beams:
             scores_path = work / f"{name}-{test_name}-beam{beam}.json"
-            evaluate_command = [*cli, "evaluate", bundle, "--data", path, "--beam-size", beam, "--json", scores_path]
-            if reuse and scores_path.is_file():
-                commands.append(" ".join(map(str, evaluate_command)))
-            else:
-                _run(evaluate_command, commands)
+            _run([*cli, "evaluate", bundle, "--data", path, "--beam-size", beam, "--json", scores_path], commands,
+                 skip=reuse and scores_path.is_file())
             scores = json.loads(scores_path.read_text())
             rows.append((test_name, beam, scores))
-    with open(run_dir / "history.csv", newline="", encoding="utf-8") as f:
-        history = list(csv.DictReader(f))
+    from keras_transformer.run_dir import RunDir  # imports Keras: only once the commands have run
+
+    history = RunDir(run_dir).read_history()
     fit_minutes = sum(float(row["seconds"]) for row in history) / 60
     best = min(history, key=lambda row: float(row["val_loss"])) if "val_loss" in history[0] else None
     lines = [f"# {recipe['title']}", "", f"Produced by `python -m bench.recipes {name}` on {time.strftime('%Y-%m-%d')}; "
-             f"machine: {_machine()}.", "",
+             f"machine: {cpu_model()}, {available_cores()} cores, Python {platform.python_version()}.", "",
              f"Training: {len(history)} epochs, {fit_minutes:.1f} minutes in `model.fit` (the sum of history.csv's "
              f"`seconds`, validation included); the whole `train` command took {train_seconds / 60:.1f} minutes of "
              "wall clock (reading data and training the tokenizers included)."

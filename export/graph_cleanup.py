@@ -26,15 +26,28 @@ def _is_flatten_to_2d(node, initializers) -> bool:
     return shape is not None and shape.ndim == 1 and len(shape) == 2 and shape[0] == -1
 
 
+def clean_up(model_proto):
+    """Both rewrites below, in place; returns `model_proto`."""
+    collapse_tensordot_reshapes(model_proto)
+    fuse_layer_norms(model_proto)
+    return model_proto
+
+
+def _consumers(graph) -> dict[str, list]:
+    """Tensor name -> the nodes that read it (a node reading a tensor twice, as Mul(d, d), counts once)."""
+    consumers = {}
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def collapse_tensordot_reshapes(model_proto):
     """Rewrites Reshape(-1, D) -> MatMul(W) -> Reshape(back) as MatMul(x, W); prunes dead nodes."""
     graph = model_proto.graph
     initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     producers = {output: node for node in graph.node for output in node.output}
-    consumers = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     graph_outputs = {output.name for output in graph.output}
     renames = {}
     for node in graph.node:
@@ -83,13 +96,9 @@ def fuse_layer_norms(model_proto) -> int:
     layer norms were fused; the graph is rewritten in place.
     """
     graph = model_proto.graph
-    ranks = _tensor_ranks(model_proto)
-    rank_of = ranks.get
+    rank_of = _tensor_ranks(model_proto).get
     constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    consumers = {}
-    for node in graph.node:
-        for name in dict.fromkeys(node.input):  # Mul(d, d) consumes d once
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     graph_outputs = {output.name for output in graph.output}
 
     def only_consumer(name, op_type):
@@ -127,14 +136,13 @@ def fuse_layer_norms(model_proto) -> int:
             continue
         add_beta = only_consumer(scale.output[0], "Add")
         epsilon = constants.get(other_input(add_eps, variance.output[0]))
-        gamma = constants.get(other_input(times_gamma, reciprocal.output[0]))
+        gamma_name = other_input(times_gamma, reciprocal.output[0])
         beta_name = add_beta and other_input(add_beta, scale.output[0])
-        beta = constants.get(beta_name)
+        gamma, beta = constants.get(gamma_name), constants.get(beta_name)
         if add_beta is None or epsilon is None or epsilon.size != 1 or gamma is None or beta is None:
             continue
         if gamma.ndim != 1 or beta.shape != gamma.shape:
             continue
-        gamma_name = other_input(times_gamma, reciprocal.output[0])
         replacements[id(add_beta)] = helper.make_node(
             "LayerNormalization", [x, gamma_name, beta_name], [add_beta.output[0]],
             name=add_beta.name + "/LayerNormalization", axis=-1, epsilon=float(epsilon.reshape(())))
@@ -165,4 +173,4 @@ def _prune_dead_nodes(model_proto):
     return model_proto
 
 
-__all__ = ["collapse_tensordot_reshapes", "fuse_layer_norms"]
+__all__ = ["clean_up", "collapse_tensordot_reshapes", "fuse_layer_norms"]

@@ -11,7 +11,7 @@ one LayerNormalization node (export/graph_cleanup.py).
 
 from __future__ import annotations
 
-from export.graph_cleanup import collapse_tensordot_reshapes, fuse_layer_norms
+from export.graph_cleanup import clean_up
 from serve import bundle_format as fmt
 
 OPSET = 17  # the one pinned opset; `export --opset N` may ask for a later one
@@ -74,9 +74,7 @@ def convert_encoder(model, opset=OPSET):
         return flat
 
     model_proto, _ = tf2onnx.convert.from_function(encode, input_signature=signature, opset=opset)
-    model_proto = collapse_tensordot_reshapes(model_proto)
-    fuse_layer_norms(model_proto)
-    return _name_io(model_proto, *encoder_io_names(config_of(model).num_layers))
+    return _name_io(clean_up(model_proto), *encoder_io_names(config_of(model).num_layers))
 
 
 def convert_decoder_step(model, opset=OPSET):
@@ -106,6 +104,4 @@ def convert_decoder_step(model, opset=OPSET):
         return flat
 
     model_proto, _ = tf2onnx.convert.from_function(step, input_signature=signature, opset=opset)
-    model_proto = collapse_tensordot_reshapes(model_proto)
-    fuse_layer_norms(model_proto)
-    return _name_io(model_proto, *decoder_io_names(config.num_layers))
+    return _name_io(clean_up(model_proto), *decoder_io_names(config.num_layers))

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -63,6 +64,13 @@ class RunDir:
             if not isinstance(config.get(key), dict):
                 raise RunDirError(f"{self.config_path}: expected a '{key}' object, got {config.get(key)!r}")
         return config
+
+    def read_history(self) -> list[dict]:
+        """history.csv's rows (str values), one per finished epoch; [] before the first epoch."""
+        if not self.history_path.is_file():
+            return []
+        with open(self.history_path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
 
     def write_config(self, config: dict):
         atomic_write_json(self.config_path, {"run_format_version": RUN_FORMAT_VERSION, **config})

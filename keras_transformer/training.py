@@ -78,7 +78,7 @@ def _history_callback(run: RunDir):
         """
 
         def on_train_begin(self, logs=None):
-            self.rows = _read_history(run)
+            self.rows = run.read_history()
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
@@ -133,13 +133,6 @@ def _time_budget_callback(minutes: float, spent_before: float, log):
     return TimeBudget()
 
 
-def _read_history(run: RunDir) -> list[dict]:
-    if not run.history_path.is_file():
-        return []
-    with open(run.history_path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def _write_history(run: RunDir, rows: list[dict]):
     columns = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
     buffer = io.StringIO()
@@ -168,7 +161,7 @@ def _prepare_run_dir(run: RunDir, request: dict, force: bool, log) -> bool:
     if differences:
         raise RunDirError(f"{run.path}: holds a run trained with other settings (differences in {differences}); "
                           "pass --force to start over or choose another --out")
-    log(f"Resuming {run.path} after epoch {len(_read_history(run))}")
+    log(f"Resuming {run.path} after epoch {len(run.read_history())}")
     return True
 
 
@@ -240,7 +233,7 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
         *extra_callbacks,
     ]
     if settings.time_budget_minutes is not None:
-        spent_before = sum(float(row["seconds"]) for row in _read_history(run)) if resuming else 0.0
+        spent_before = sum(float(row["seconds"]) for row in run.read_history()) if resuming else 0.0
         callbacks.append(_time_budget_callback(settings.time_budget_minutes, spent_before, log))
     if verbose == "auto" and not sys.stdout.isatty():
         verbose = 2  # one line per epoch in logs, the progress bar on a terminal
@@ -250,7 +243,7 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
-        finished = len(_read_history(run))
+        finished = len(run.read_history())
         raise TrainingError(f"training stopped: the loss became NaN/Inf ({error}); {run.model_path} keeps the last "
                             f"good epoch ({finished} finished); lower the learning rate or check the data") from None
     run.write_config({**request, "model": config.to_dict(), "status": "complete"})

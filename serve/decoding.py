@@ -180,6 +180,7 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, beam_size
     tokens = np.full(batch_size * K, bos_id, dtype=np.int32)  # (L*K,)
     best_scores = np.full(batch_size, -np.inf)  # (B,) score of the best finished hypothesis
     best_tokens: list[list[int]] = [[] for _ in range(batch_size)]
+    beam_ids = np.arange(K).reshape(1, K, 1)
 
     for position in range(max_length):
         L, length = len(sentences), position + 1  # length: tokens per hypothesis after this step
@@ -192,7 +193,7 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, beam_size
         best_words = _top_k(logits, W)  # (L*K, W)
         logprobs = np.take_along_axis(logits, best_words, axis=1).astype(np.float64) - log_sum_exp(logits)
         candidates = (scores.reshape(L * K, 1) + logprobs).reshape(L, K * W)  # (L, K*W)
-        flat = (np.arange(K).reshape(1, K, 1) * V + best_words.reshape(L, K, W)).reshape(L, K * W)  # beam*V + token
+        flat = (beam_ids * V + best_words.reshape(L, K, W)).reshape(L, K * W)  # (L, K*W) beam*V + token
         order = np.lexsort((flat, -candidates), axis=1)[:, : min(2 * K, K * V)]  # (L, C) best first, ties: lower id
         ranked_scores = np.take_along_axis(candidates, order, axis=1)  # (L, C)
         beams, words = np.divmod(np.take_along_axis(flat, order, axis=1), V)  # (L, C) beam each extends, its token

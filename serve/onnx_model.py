@@ -20,9 +20,10 @@ DEFAULT_THREADS = 1
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """Session options; `threads` = intra-op threads, default 1.
 
-    A decoding step is a few hundred tiny kernels, so synchronising threads costs more than it
-    saves: bench/RESULTS.md measured one thread 2.5-3.6x faster than two at batch 1 and no slower
-    at batch 32. Run more sessions (HTTP `--workers`) rather than more threads per session.
+    A decoding step is about a hundred tiny kernels, so synchronising threads costs more than it
+    saves: bench/RESULTS.md measured one thread 1.26x faster than two at batch 1 on a quiet machine
+    (2.5-3.6x on a busy one) and no slower at batch 32. Run more sessions (HTTP `--workers`) rather
+    than more threads per session.
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
