@@ -1,6 +1,6 @@
 """The model, bundles and sentences the decoding and footprint benchmarks share.
 
-Full run: the demo model (`keras_transformer.demo.DEMO_MODEL` / `DEMO_TRAINING` on the built-in
+Full run: the demo model (`keras_transformer.cli.demo.DEMO_MODEL` / `DEMO_TRAINING` on the built-in
 corpus, ~1–2 min), unless `--run DIR` names a trained run. Smoke run: a 1-layer, 16-wide model
 trained for one epoch on 300 demo pairs (a few seconds). Either way the fp32 and int8 bundles are
 exported into the scratch directory unless `--bundle` / `--int8-bundle` name existing ones.
@@ -54,10 +54,11 @@ def _quiet(*args, **kwargs):
 
 def _train(ctx) -> Path:
     from keras_transformer.corpus import write_tsv
-    from keras_transformer.demo import DEMO_DATA, DEMO_MODEL, DEMO_SEED, DEMO_TEST_PAIRS, DEMO_TRAINING
+    from keras_transformer.cli.demo import DEMO_DATA, DEMO_MODEL, DEMO_SEED, DEMO_TEST_PAIRS, DEMO_TRAINING
     from keras_transformer.demo_corpus import generate_demo_corpus
     from keras_transformer.run_dir import RunDir
-    from keras_transformer.training import ModelOptions, TrainingSettings, train
+    from keras_transformer.config import ModelOptions
+    from keras_transformer.training import TrainingSettings, train
 
     out = ctx.workdir / "run"
     started = time.perf_counter()
@@ -77,7 +78,7 @@ def _train(ctx) -> Path:
 
 
 def _export(ctx, name: str, int8: bool) -> Path:
-    from export.exporter import export_bundle
+    from keras_transformer.export.exporter import export_bundle
 
     out = ctx.workdir / name
     started = time.perf_counter()

@@ -80,37 +80,6 @@ def count_tokens(outputs, max_length) -> int:
 # ------------------------------------------------------------------------------------ ORT rows
 
 
-class CapturingTokenizer:
-    """Stands in for a Translator's target tokenizer: decodes exactly as before (same cost), but
-    returns keys instead of texts so the caller recovers each sentence's token ids."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.ids: list[list[int]] = []
-
-    def decode_batch(self, outputs):
-        outputs = [list(ids) for ids in outputs]
-        self.tokenizer.decode_batch(outputs)
-        keys = [f"#{len(self.ids) + i}" for i in range(len(outputs))]
-        self.ids += outputs
-        return keys
-
-    def decode(self, ids):
-        return self.decode_batch([ids])[0]
-
-    def __getattr__(self, name):
-        return getattr(self.tokenizer, name)
-
-
-def capture_ids(translator):
-    """Makes `translator.translate` return keys; the function returned maps keys to token ids.
-    One capture per translator, shared by every row that uses it."""
-    capture = translator.target_tokenizer
-    if not isinstance(capture, CapturingTokenizer):
-        capture = translator.target_tokenizer = CapturingTokenizer(translator.target_tokenizer)
-    return lambda keys: [capture.ids[int(key[1:])] for key in keys]
-
-
 class Job:
     """One row's timing: `translate(texts, on_batch) -> token ids per text`, used as a caller would:
     at batch 1 one call per sentence (each sentence keeps its best time over the passes), at larger
@@ -159,12 +128,16 @@ def run_passes(jobs, rounds):
 
 
 def translator_job(name, translator, texts, batch, beam, max_length, repeats, warm=()) -> Job:
-    """`Translator.translate` at this batch size and beam; `warm` texts are translated the same way first."""
-    ids_of = capture_ids(translator)
+    """`Translator.translate_batch` (text in, text out; the token ids are kept for the comparisons)
+    at this batch size and beam, over whichever step model the translator has; `warm` texts are
+    translated the same way first."""
+    from keras_transformer.serve.decoding_options import DecodingOptions
+
+    options = DecodingOptions(beam_size=beam, batch_size=batch)
 
     def translate(batch_texts, on_batch):
         progress = None if on_batch is None else (lambda n: on_batch())
-        return ids_of(translator.translate(batch_texts, beam_size=beam, batch_size=batch, progress=progress))
+        return [result.target_ids for result in translator.translate_batch(batch_texts, options, progress=progress)]
 
     return Job(name, batch, beam, translate, texts, max_length, repeats, warm)
 
@@ -180,35 +153,8 @@ def _warm_up(translate, warm, batch):
 # ------------------------------------------------------------------------------------ Keras rows
 
 
-def keras_compiled_translate(step_model, source_tokenizer, target_tokenizer, texts, batch_size, max_length,
-                             on_batch=None):
-    """texts -> (texts, ids) with `KerasStepModel` + `greedy_decode`, batched like `Translator`
-    (sorted by source length, shortest first)."""
-    from keras_transformer.keras_decoding import pad_batch
-    from serve import decoding
-    from serve.bundle_format import BOS_ID, EOS_ID
-
-    limit = step_model.config.max_source_length - 1
-    sources = [ids[:limit] + [EOS_ID] for ids in source_tokenizer.encode_batch(texts)]
-    order = sorted(range(len(sources)), key=lambda j: (len(sources[j]), j))
-    outputs = [None] * len(texts)
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        state = step_model.start(pad_batch([sources[j] for j in batch]))
-        decoded = decoding.greedy_decode(step_model, state, len(batch), BOS_ID, EOS_ID, max_length)
-        target_tokenizer.decode_batch(decoded)
-        for j, ids in zip(batch, decoded):
-            outputs[j] = ids
-        if on_batch is not None:
-            on_batch()
-    return outputs
-
-
-def keras_compiled_job(step_model, tokenizers, texts, batch, max_length, repeats, warm=()) -> Job:
-    def translate(batch_texts, on_batch):
-        return keras_compiled_translate(step_model, *tokenizers, batch_texts, batch, max_length, on_batch)
-
-    return Job("Keras, tf.function cached step", batch, 1, translate, texts, max_length, repeats, warm)
+def keras_compiled_job(translator, texts, batch, max_length, repeats, warm=()) -> Job:
+    return translator_job("Keras, tf.function cached step", translator, texts, batch, 1, max_length, repeats, warm)
 
 
 def _tracing_count(step_model) -> int:
@@ -220,7 +166,7 @@ def keras_io_translate(model, source_tokenizer, target_tokenizer, text, max_leng
     (encoder included) eagerly on the source and the prefix so far; take the last position's argmax."""
     import keras
 
-    from serve.bundle_format import BOS_ID, EOS_ID
+    from keras_transformer.serve.bundle_format import BOS_ID, EOS_ID
 
     source = np.array([source_tokenizer.encode(text)[:max_source_length - 1] + [EOS_ID]], np.int32)  # (1, S)
     prefix = [BOS_ID]
@@ -284,7 +230,7 @@ class TimedSession:
 def step_split(bundle, texts, threads, repeats):
     """Per-sentence translate() calls at batch 1, split into encoder runs, decoder runs and the rest
     (the best of `repeats` passes)."""
-    from serve import Translator
+    from keras_transformer.serve import Translator
 
     translator = Translator(bundle, threads=threads)
     translator.translate(texts[:2])  # warm-up
@@ -308,9 +254,9 @@ def ort_profile(bundle, texts, threads, prefix):
     """onnxruntime's own profile of decoder.onnx over per-sentence translations: time per op type."""
     import onnxruntime as ort
 
-    from serve import Translator
-    from serve import bundle_format as fmt
-    from serve.onnx_model import session_options
+    from keras_transformer.serve import Translator
+    from keras_transformer.serve import bundle_format as fmt
+    from keras_transformer.serve.onnx_model import session_options
 
     translator = Translator(bundle, threads=threads)
     options = session_options(threads)
@@ -342,9 +288,9 @@ def ort_profile(bundle, texts, threads, prefix):
 
 
 def run(ctx: Context) -> str:
-    from keras_transformer.keras_decoding import KerasStepModel
+    from keras_transformer.translation import keras_translator
     from keras_transformer.run_dir import RunDir
-    from serve import Translator
+    from keras_transformer.serve import Translator
 
     sizes = SMOKE if ctx.smoke else FULL
     art = ctx.artifacts()
@@ -378,16 +324,16 @@ def run(ctx: Context) -> str:
 
     model = run_dir.load_model()
     tokenizers = run_dir.load_tokenizers()
-    step_model = KerasStepModel(model)
+    keras = keras_translator(model, *tokenizers)
+    step_model = keras.model
     jobs = [ort("ORT fp32 greedy (Translator)", fp32, single, 1, 1),
             ort("ORT fp32 greedy (Translator)", fp32, texts, sizes.batch, 1),
             ort("ORT int8 greedy (Translator)", int8, single, 1, 1),
             ort("ORT int8 greedy (Translator)", int8, texts, sizes.batch, 1),
             ort("ORT fp32 beam 4 (Translator)", fp32, single, 1, 4),
             ort("ORT fp32 beam 4 (Translator)", fp32, texts, sizes.batch, 4),
-            keras_compiled_job(step_model, tokenizers, single, 1, max_length, sizes.repeats, warm=warm_single),
-            keras_compiled_job(step_model, tokenizers, texts, sizes.batch, max_length, sizes.repeats,
-                               warm=warm_batched),
+            keras_compiled_job(keras, single, 1, max_length, sizes.repeats, warm=warm_single),
+            keras_compiled_job(keras, texts, sizes.batch, max_length, sizes.repeats, warm=warm_batched),
             keras_io_job(model, tokenizers, texts[: sizes.keras_io], max_length, config.max_source_length,
                          sizes.keras_io_repeats, warm=warm_single[:1])]
     traces_before = _tracing_count(step_model)
@@ -435,7 +381,7 @@ def run(ctx: Context) -> str:
     phase("hardware bound ...")
     bandwidth = memory_bandwidth(ctx)
     peak = matmul_peak(ctx)
-    from serve import bundle_format as fmt
+    from keras_transformer.serve import bundle_format as fmt
 
     weights = {label: streamed_weights(bundle / fmt.DECODER_FILE)
                for label, bundle in (("fp32", art.fp32_bundle), ("int8", art.int8_bundle))}

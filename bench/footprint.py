@@ -38,7 +38,7 @@ ready = time.time()
 import json, sys
 ''' + _MEMORY + '''
 spawned, bundle, text, threads = float(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-from serve import Translator
+from keras_transformer.serve import Translator
 imported = time.time()
 translator = Translator(bundle, threads=threads)
 loaded = time.time()
@@ -55,15 +55,15 @@ ready = time.time()
 import json, sys
 ''' + _MEMORY + '''
 spawned, run_dir, text = float(sys.argv[1]), sys.argv[2], sys.argv[3]
-import tensorflow, keras, keras_transformer
-from keras_transformer.keras_decoding import keras_greedy_translate
+import tensorflow, keras, keras_transformer.keras_objects
+from keras_transformer.translation import keras_translator
 from keras_transformer.run_dir import RunDir
 imported = time.time()
 run = RunDir(run_dir)
 model = run.load_model()
 source_tokenizer, target_tokenizer = run.load_tokenizers()
 loaded = time.time()
-output = keras_greedy_translate(model, source_tokenizer, target_tokenizer, [text], batch_size=1)[0]
+output = keras_translator(model, source_tokenizer, target_tokenizer).translate([text], batch_size=1)
 done = time.time()
 print(json.dumps({"python": ready - spawned, "import": imported - ready, "load": loaded - imported,
                   "first": done - loaded, "total": done - spawned, **_memory(),
@@ -91,7 +91,7 @@ def _mb(path: Path) -> float:
 
 
 def run(ctx) -> str:
-    from serve import bundle_format as fmt
+    from keras_transformer.serve import bundle_format as fmt
 
     art = ctx.artifacts()
     text = art.sentences[0]
@@ -136,7 +136,7 @@ def run(ctx) -> str:
         "## Footprint",
         "",
         f"Fresh subprocesses, median of {repeats} (interleaved); one sentence translated greedily "
-        f"({text!r}). Python: spawn → interpreter ready; import: `from serve import Translator` vs "
+        f"({text!r}). Python: spawn → interpreter ready; import: `from keras_transformer.serve import Translator` vs "
         "`import tensorflow, keras, keras_transformer`; load: `Translator(bundle)` (two onnxruntime sessions, "
         "tokenizers, sha256 checks) vs `keras.saving.load_model` + tokenizers; first translation: includes "
         "`tf.function` tracing on the Keras side. Memory from /proc/self/status after the first translation.",

@@ -15,7 +15,7 @@ from keras import ops
 
 from keras_transformer.config import TransformerConfig
 from keras_transformer.positional_encoding import sinusoidal_positional_encoding
-from serve.bundle_format import PAD_ID
+from keras_transformer.serve.bundle_format import PAD_ID
 
 
 class TiedEmbedding(keras.layers.Layer):

@@ -9,7 +9,7 @@ on the built-in corpus and exports `RUN/bundle`:
     keras-transformer demo --out runs/demo          # writes runs/demo/bundle
     # or, from any run directory:  keras-transformer export runs/demo --out runs/demo-bundle
 
-What runs: the server is started as `python -m keras_transformer_cli serve BUNDLE --host 127.0.0.1
+What runs: the server is started as `python -m keras_transformer.cli serve BUNDLE --host 127.0.0.1
 --port <free port>`; once GET /health answers, `clients` threads start together (a barrier), each
 sending `requests_per_client` POST /translate requests one after the other over its own keep-alive
 connection: a small batch (1-4 sentences) from a fixed list, greedy (beam 1), with a per-request
@@ -87,7 +87,7 @@ def free_port() -> int:
 
 def serve_command(bundle_dir, port: int, workers: int | None, max_queue: int | None,
                   threads: int | None) -> list[str]:
-    command = [sys.executable, "-m", "keras_transformer_cli", "serve", str(bundle_dir), "--host", HOST,
+    command = [sys.executable, "-m", "keras_transformer.cli", "serve", str(bundle_dir), "--host", HOST,
                "--port", str(port)]
     if workers is not None:
         command += ["--workers", str(workers)]
@@ -224,7 +224,7 @@ def run_load_test(bundle_dir, clients: int = 64, requests_per_client: int = 20, 
     Raises:
         RuntimeError: the server did not start (the message ends with its log's last lines).
     """
-    from serve.translator import Translator
+    from keras_transformer.serve.translator import Translator
 
     if clients < 1 or requests_per_client < 1:
         raise ValueError(f"expected clients >= 1 and requests_per_client >= 1, got {clients} and {requests_per_client}")

@@ -67,7 +67,7 @@ def _run(command, log, skip=False):
 def run_recipe(name: str, work: Path, beam_sizes=(1, 4), reuse=False):
     """Trains, exports and evaluates; `reuse` keeps a finished training, an existing bundle and scores."""
     recipe = RECIPES[name]
-    cli = [sys.executable, "-m", "keras_transformer_cli"]
+    cli = [sys.executable, "-m", "keras_transformer.cli"]
     run_dir, bundle = work / f"{name}-run", work / f"{name}-bundle"
     commands = []
     train_command = [*cli, "train", "--data", recipe["train"], "--valid", recipe["valid"], "--out", run_dir,

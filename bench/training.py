@@ -52,7 +52,7 @@ FULL_JIT = (False, True)
 
 def synthetic_batches(sizes: Sizes, seed=0):
     """[({"source_ids", "target_ids"}, labels)] int32 numpy batches, padded with 0 to the bucket's bound."""
-    from serve.bundle_format import BOS_ID, EOS_ID
+    from keras_transformer.serve.bundle_format import BOS_ID, EOS_ID
 
     rng = np.random.default_rng(seed)
     v_src, v_tgt = sizes.model["source_vocab_size"], sizes.model["target_vocab_size"]

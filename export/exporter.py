@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx_graphs import OPSET, convert_decoder_step, convert_encoder, decoder_io_names, encoder_io_names
-from export.parity import ParityError, check_parity
-from serve import bundle_format as fmt
-from serve.bundle import BundleConfig, sha256_of
+from .onnx_graphs import OPSET, convert_decoder_step, convert_encoder
+from .parity import ParityError, check_parity
+from keras_transformer.serve import bundle_format as fmt
+from keras_transformer.serve.bundle import BundleConfig, sha256_of
 
 PARITY_SENTENCES = 64
 
@@ -50,7 +50,7 @@ def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
 
     Uses up to 8 sample pairs; falls back to random ids so the check never runs on nothing.
     """
-    from keras_transformer.keras_decoding import pad_batch
+    from keras_transformer.serve.translator import pad_batch
 
     s_limit, t_limit = config.max_source_length - 1, config.max_target_length - 1
     sources = [ids[:s_limit] + [fmt.EOS_ID] for ids in source_tokenizer.encode_batch([s for s, _ in pairs])]
@@ -61,13 +61,13 @@ def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
     return pad_batch(sources[:8]), pad_batch(targets[:8]), sources
 
 
-def _bundle_config(run_config, model_config, opset, parity, quantization, directory):
-    encoder_inputs, encoder_outputs = encoder_io_names(model_config.num_layers)
-    decoder_inputs, decoder_outputs = decoder_io_names(model_config.num_layers)
+def _bundle_config(model_config, opset, parity, quantization, directory):
+    encoder_inputs, encoder_outputs = fmt.encoder_io_names(model_config.num_layers)
+    decoder_inputs, decoder_outputs = fmt.decoder_io_names(model_config.num_layers)
     files = [fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE]
     return {
         "format_version": fmt.FORMAT_VERSION,
-        "special_ids": {"pad": fmt.PAD_ID, "bos": fmt.BOS_ID, "eos": fmt.EOS_ID, "unk": fmt.UNK_ID},
+        "special_ids": fmt.SPECIAL_IDS,
         "model": {**model_config.to_dict(), "head_dim": model_config.head_dim},
         "graphs": {
             "encoder": {"file": fmt.ENCODER_FILE, "inputs": encoder_inputs, "outputs": encoder_outputs},
@@ -76,7 +76,6 @@ def _bundle_config(run_config, model_config, opset, parity, quantization, direct
         "opset": opset,
         "quantization": quantization,
         "parity": parity,
-        "training": {"data": run_config.get("data"), "settings": run_config.get("training")},
         "files": {name: sha256_of(directory / name) for name in files},
     }
 
@@ -108,13 +107,13 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
     import onnx
 
     from keras_transformer.run_dir import RunDir
-    from serve.onnx_model import OnnxStepModel
+    from keras_transformer.serve.onnx_model import OnnxStepModel
 
     if opset < 17:
         raise ExportError(f"--opset: expected 17 or more, got {opset}")
     started = time.perf_counter()
     run, out = RunDir(run_dir), Path(out)
-    run_config = run.read_config()
+    run.read_config()  # a clear error for a directory that is not a run
     model_config = run.transformer_config()
     _prepare_out(out, force)
     model = run.load_model()
@@ -140,13 +139,13 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
 
         quantization = None
         if int8:
-            from export.int8_check import quantize_and_compare
+            from .int8_check import quantize_and_compare
 
             quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
                                                 model_config, log)
         shutil.copyfile(run.source_tokenizer_path, tmp / fmt.SOURCE_TOKENIZER_FILE)
         shutil.copyfile(run.target_tokenizer_path, tmp / fmt.TARGET_TOKENIZER_FILE)
-        config = _bundle_config(run_config, model_config, opset, report.to_dict(), quantization, tmp)
+        config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp)
         (tmp / fmt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be shared
         _move_into_place(tmp, out)

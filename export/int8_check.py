@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import os
 
-from export.quantize import quantize_int8
-from serve import bundle_format as fmt
-from serve.bundle import BundleConfig
+from .quantize import quantize_int8
+from keras_transformer.serve import bundle_format as fmt
+from keras_transformer.serve.bundle import BundleConfig
 
 
 def quantize_and_compare(directory, fp32_out, sources, pairs, target_tokenizer, model_config, log) -> dict:
     """Replaces directory's encoder.onnx/decoder.onnx by int8 versions; returns the figures.
 
     fp32_out: the fp32 graphs' greedy outputs for `sources` (from the parity check)."""
-    from keras_transformer.keras_decoding import greedy_token_ids
-    from serve.onnx_model import OnnxStepModel
+    from keras_transformer.serve.decoding_options import DecodingOptions
+    from keras_transformer.serve.onnx_model import OnnxStepModel
+    from keras_transformer.serve.translator import decode_sources
 
     for name in (fmt.ENCODER_FILE, fmt.DECODER_FILE):
         fp32_path = directory / name
@@ -26,7 +27,7 @@ def quantize_and_compare(directory, fp32_out, sources, pairs, target_tokenizer, 
         quantize_int8(fp32_path, int8_path)
         os.replace(int8_path, fp32_path)
     int8_model = OnnxStepModel(BundleConfig(directory, {"model": model_config.to_dict()}))
-    int8_out = greedy_token_ids(int8_model, sources, model_config.max_target_length)
+    int8_out = decode_sources(int8_model, sources, DecodingOptions(), model_config.max_target_length)
     identical = sum(a == b for a, b in zip(fp32_out, int8_out)) / max(len(sources), 1)
     figures = {"type": "dynamic int8 (MatMul/Gemm weights, onnxruntime quantize_dynamic)",
                "greedy_identical_to_fp32": identical, "sentences": len(sources)}

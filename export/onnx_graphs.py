@@ -11,26 +11,11 @@ one LayerNormalization node (export/graph_cleanup.py).
 
 from __future__ import annotations
 
-from export.graph_cleanup import clean_up
-from serve import bundle_format as fmt
+from .graph_cleanup import clean_up
+from keras_transformer.serve import bundle_format as fmt
+from keras_transformer.serve.bundle_format import decoder_io_names, encoder_io_names
 
 OPSET = 17  # the one pinned opset; `export --opset N` may ask for a later one
-
-
-def encoder_io_names(num_layers):
-    outputs = [fmt.ENCODER_OUTPUT]
-    for i in range(num_layers):
-        outputs += [fmt.cross_key_name(i), fmt.cross_value_name(i)]
-    return [fmt.SOURCE_IDS], outputs
-
-
-def decoder_io_names(num_layers):
-    inputs = [fmt.TOKEN_IDS, fmt.POSITION, fmt.SOURCE_MASK]
-    outputs = [fmt.LOGITS]
-    for i in range(num_layers):
-        inputs += [fmt.cross_key_name(i), fmt.cross_value_name(i), fmt.past_key_name(i), fmt.past_value_name(i)]
-        outputs += [fmt.present_key_name(i), fmt.present_value_name(i)]
-    return inputs, outputs
 
 
 def _rename(model_proto, old, new):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from serve import bundle_format as fmt
+from keras_transformer.serve import bundle_format as fmt
 
 ATOL = 1e-4
 
@@ -88,10 +88,12 @@ def check_parity(model, onnx_model, source_ids: np.ndarray, target_ids: np.ndarr
     batches for levels 1 and 2; greedy_sources are token id lists (EOS included) for level 3.
     Returns the report and onnxruntime's greedy outputs (reused by the int8 comparison).
     """
-    from keras_transformer.keras_decoding import KerasStepModel, greedy_token_ids
+    from keras_transformer.keras_step_model import KerasStepModel
+    from keras_transformer.serve.decoding_options import DecodingOptions
+    from keras_transformer.serve.translator import decode_sources
 
-    ours = greedy_token_ids(onnx_model, greedy_sources, max_length)
-    theirs = greedy_token_ids(KerasStepModel(model), greedy_sources, max_length)
+    ours = decode_sources(onnx_model, greedy_sources, DecodingOptions(), max_length)
+    theirs = decode_sources(KerasStepModel(model), greedy_sources, DecodingOptions(), max_length)
     report = ParityReport(
         encoder_max_abs_diff=_encoder_diff(model, onnx_model, source_ids),
         decoder_step_max_abs_diff=_decoder_step_diff(model, onnx_model, source_ids, target_ids),

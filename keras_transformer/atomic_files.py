@@ -2,7 +2,7 @@
 
 import json
 
-from serve.atomic_files import atomic_path, atomic_write_text
+from keras_transformer.serve.atomic_files import atomic_path, atomic_write_text
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_save_model"]
 

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_transformer.atomic_files import atomic_path
-from serve.bundle_format import BOS_ID, EOS_ID
+from keras_transformer.serve.bundle_format import BOS_ID
+from keras_transformer.serve.decoding_options import DecodingOptions
 
 # Drawing order and titles; the keys of `attention_weights`' result.
 KINDS = {
@@ -138,14 +139,16 @@ def draw_attention(weights, source_tokens, target_tokens, path):
     return figure
 
 
-def render_attention(run, text, out, max_length=None) -> dict:
-    """Greedy-translates `text` with the run's Keras model and draws its attention maps to `out`.
+def render_attention(run, text, out, max_length=None, beam_size=1) -> dict:
+    """Translates `text` with the run's Keras model (the `Translator` front end over its cached step,
+    greedy or beam search) and draws the attention maps of the output to `out`.
 
     Args:
         run: a run directory written by `train`.
         text: one source sentence.
         out: the `.png` to write (its directory must exist).
         max_length: most generated tokens, [EOS] included (default: the model's max_target_length).
+        beam_size: 1 for greedy decoding, K > 1 for beam search.
 
     Returns:
         {"translation": str, "source_tokens": [S], "target_tokens": [T], "weights": as `attention_weights`}.
@@ -155,9 +158,9 @@ def render_attention(run, text, out, max_length=None) -> dict:
         FileNotFoundError: the directory of `out` does not exist.
         RunDirError: a run that cannot be loaded.
     """
-    from keras_transformer.keras_decoding import keras_greedy_translate
     from keras_transformer.model import config_of
     from keras_transformer.run_dir import RunDir
+    from keras_transformer.translation import keras_translator
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -177,25 +180,28 @@ def render_attention(run, text, out, max_length=None) -> dict:
     if not ids:
         raise ValueError(f"expected a sentence with at least one source token, got {text!r}")
 
-    translations, outputs = keras_greedy_translate(model, source_tokenizer, target_tokenizer, [text],
-                                                   max_length=max_length)
-    limit = config.max_source_length - 1  # the truncation keras_greedy_translate applies
-    source_ids = ids[:limit] + [EOS_ID]
+    translator = keras_translator(model, source_tokenizer, target_tokenizer, path=run.path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # truncation is shown by the labels: the source ends at [EOS]
+        (translation,) = translator.translate_batch([text], DecodingOptions(beam_size=beam_size, max_length=max_length))
+    limit = config.max_source_length - 1  # the truncation the Translator applied
+    source_ids = translation.source_ids
     # The decoder inputs that decoding fed: [BOS] and every output token, except a last one that
     # was cut at max_length (it was generated, never fed).
-    target_ids = ([BOS_ID] + outputs[0])[: max_length or config.max_target_length]
+    target_ids = ([BOS_ID] + translation.target_ids)[: max_length or config.max_target_length]
     weights = attention_weights(model, source_ids, target_ids)
     source_tokens = source_tokenizer.tokens(text)[:limit] + ["[EOS]"]
     target_tokens = [target_tokenizer.tokenizer.id_to_token(i) for i in target_ids]
     draw_attention(weights, source_tokens, target_tokens, out)
-    return {"translation": translations[0], "source_tokens": source_tokens, "target_tokens": target_tokens,
+    return {"translation": translation.text, "source_tokens": source_tokens, "target_tokens": target_tokens,
             "weights": weights}
 
 
 def run_attention(args) -> int:
     """The `attention` command: draw, then print the translation and the tokens with their positions
     (the `#i` a label shows when no font can draw the token)."""
-    drawn = render_attention(args.run, args.text, args.out, max_length=args.max_length)
+    drawn = render_attention(args.run, args.text, args.out, max_length=args.max_length,
+                             beam_size=args.beam_size)
     print(f"Translation: {drawn['translation']}")
     for side in ("source", "target"):
         print(f"{side.capitalize()} tokens: " + " ".join(f"#{i} {token}" for i, token in

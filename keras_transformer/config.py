@@ -1,7 +1,10 @@
 """`TransformerConfig`: every hyperparameter of the model, validated once, stored as JSON.
 
 Names from the paper: N = num_layers, d_model = hidden_dim, h = num_heads, d_ff = intermediate_dim,
-P_drop = dropout. The base model of the paper is N=6, d_model=512, h=8, d_ff=2048, P_drop=0.1.
+P_drop = dropout. The base model of the paper is N=6, d_model=512, h=8, d_ff=2048, P_drop=0.1; our
+defaults are a smaller model for one CPU (N=3, d_model=256, h=4, d_ff=1024), the one `train` uses
+unless told otherwise. They are written once, here: `ModelOptions` (what a user chooses before the
+tokenizers fix the vocabulary sizes) takes its fields and defaults from `TransformerConfig`.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ ACTIVATIONS = ("relu", "gelu")
 class TransformerConfig:
     source_vocab_size: int
     target_vocab_size: int
-    num_layers: int = 2
-    hidden_dim: int = 128
+    num_layers: int = 3
+    hidden_dim: int = 256
     num_heads: int = 4
-    intermediate_dim: int = 512
+    intermediate_dim: int = 1024
     dropout: float = 0.1
-    max_source_length: int = 64
-    max_target_length: int = 64
+    max_source_length: int = 128
+    max_target_length: int = 128
     norm_first: bool = False  # False: post-norm as in the paper; True: pre-norm
     activation: str = "relu"
     layer_norm_epsilon: float = 1e-6
@@ -64,3 +67,21 @@ class TransformerConfig:
         if unknown:
             raise ValueError(f"TransformerConfig: unknown fields {unknown}; expected a subset of {sorted(known)}")
         return cls(**values)
+
+
+VOCABULARY_FIELDS = ("source_vocab_size", "target_vocab_size")
+
+
+def _check_model_options(options) -> None:
+    TransformerConfig(source_vocab_size=5, target_vocab_size=5, **dataclasses.asdict(options))
+
+
+ModelOptions = dataclasses.make_dataclass(
+    "ModelOptions",
+    [(field.name, field.type, dataclasses.field(default=field.default))
+     for field in dataclasses.fields(TransformerConfig) if field.name not in VOCABULARY_FIELDS],
+    frozen=True,
+    namespace={"__post_init__": _check_model_options, "__module__": __name__},
+)
+ModelOptions.__doc__ = """The `TransformerConfig` fields a user chooses, with its defaults and checks; the vocabulary
+sizes come later, from the trained tokenizers (`train` builds the TransformerConfig)."""

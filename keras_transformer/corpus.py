@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from serve.atomic_files import atomic_write_text
+from keras_transformer.serve.atomic_files import atomic_write_text
 
 ACCEPTED_FORMS = "'demo', a .tsv file, a .csv file (with source_column and target_column), or SOURCE_FILE,TARGET_FILE"
 

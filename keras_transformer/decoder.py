@@ -54,22 +54,10 @@ class DecoderLayer(keras.layers.Layer):
         Returns (B, T, D), and with `return_attention_weights` also the self-attention (B, H, T, T)
         and cross-attention (B, H, T, S) weights.
         """
-        weights = {}
-
-        def self_attend(h):
-            output, weights["self"] = self.self_attention(
-                h, h, self_attention_mask, return_attention_weights=True, training=training)
-            return output
-
-        def cross_attend(h):
-            output, weights["cross"] = self.cross_attention(
-                h, encoder_output, cross_attention_mask, return_attention_weights=True, training=training)
-            return output
-
-        x = self.self_attention_norm(x, sublayer=self_attend, training=training)
-        x = self.cross_attention_norm(x, sublayer=cross_attend, training=training)
-        x = self.feed_forward_norm(x, sublayer=lambda h: self.feed_forward(h, training=training), training=training)
-        return (x, weights["self"], weights["cross"]) if return_attention_weights else x
+        cross_key, cross_value = self.cross_attention.project_key_value(encoder_output)  # (B, H, S, Dh) each
+        x, _, _, self_weights, cross_weights = self.forward(
+            x, None, None, cross_key, cross_value, self_attention_mask, cross_attention_mask, training)
+        return (x, self_weights, cross_weights) if return_attention_weights else x
 
     def step(self, x, past_key, past_value, cross_key, cross_value, cross_attention_mask):
         """One decoding step with a cache (inference only, no dropout).
@@ -79,23 +67,37 @@ class DecoderLayer(keras.layers.Layer):
         Returns y (B, 1, D) and the present key/value (B, H, P + 1, Dh). No causal mask is needed:
         the cache holds only earlier positions.
         """
-        present = {}
+        x, key, value, _, _ = self.forward(x, past_key, past_value, cross_key, cross_value, None,
+                                           cross_attention_mask, training=False)
+        return x, key, value
 
-        def self_attend(h):
-            new_key, new_value = self.self_attention.project_key_value(h)  # (B, H, 1, Dh) each
-            present["key"] = ops.concatenate([past_key, new_key], axis=2)  # (B, H, P + 1, Dh)
-            present["value"] = ops.concatenate([past_value, new_value], axis=2)
-            output, _ = self.self_attention.attend(h, present["key"], present["value"])
-            return output
+    def forward(self, x, past_key, past_value, cross_key, cross_value, self_attention_mask,
+                cross_attention_mask, training=None):
+        """The layer on new target positions x (B, T, D): the one path of `call` and `step`.
 
-        def cross_attend(h):
-            output, _ = self.cross_attention.attend(h, cross_key, cross_value, cross_attention_mask)
-            return output
+        past_key/past_value (B, H, P, Dh) are the cached self-attention keys/values of the P
+        positions before x, or None (no cache: x is the whole target, `call`). cross_key/cross_value
+        (B, H, S, Dh) are the encoder output's projections.
 
-        x = self.self_attention_norm(x, sublayer=self_attend)
-        x = self.cross_attention_norm(x, sublayer=cross_attend)
-        x = self.feed_forward_norm(x, sublayer=self.feed_forward)
-        return x, present["key"], present["value"]
+        Returns y (B, T, D); the self-attention key and value over all P + T positions
+        (B, H, P + T, Dh) each; the self-attention (B, H, T, P + T) and cross-attention (B, H, T, S) weights.
+        """
+        h = self.self_attention_norm.sublayer_input(x)
+        key, value = self.self_attention.project_key_value(h)  # (B, H, T, Dh) each
+        if past_key is not None:
+            key = ops.concatenate([past_key, key], axis=2)  # (B, H, P + T, Dh)
+            value = ops.concatenate([past_value, value], axis=2)
+        attended, self_weights = self.self_attention.attend(h, key, value, self_attention_mask, training)
+        x = self.self_attention_norm(x, attended, training=training)
+
+        h = self.cross_attention_norm.sublayer_input(x)
+        attended, cross_weights = self.cross_attention.attend(h, cross_key, cross_value, cross_attention_mask,
+                                                              training)
+        x = self.cross_attention_norm(x, attended, training=training)
+
+        h = self.feed_forward_norm.sublayer_input(x)
+        x = self.feed_forward_norm(x, self.feed_forward(h, training=training), training=training)
+        return x, key, value, self_weights, cross_weights
 
     def get_config(self):
         return {**super().get_config(), **self._args}

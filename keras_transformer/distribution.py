@@ -115,7 +115,7 @@ def launch_local_workers(train_argv: list[str], workers: int, timeout: float | N
     for index in range(workers):
         env = dict(os.environ, TF_CONFIG=json.dumps(
             {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}))
-        command = [sys.executable, "-m", "keras_transformer_cli", "train", *train_argv, "--strategy", "multi-worker"]
+        command = [sys.executable, "-m", "keras_transformer.cli", "train", *train_argv, "--strategy", "multi-worker"]
         processes.append(subprocess.Popen(command, env=env, stdout=None if index == 0 else subprocess.DEVNULL))
     codes = []
     try:

@@ -40,17 +40,13 @@ class EncoderLayer(keras.layers.Layer):
         self.feed_forward_norm.build(x_shape)
 
     def call(self, x, padding_mask, training=None, return_attention_weights=False):
-        weights = []
-
-        def self_attend(h):
-            output, attention_weights = self.self_attention(
-                h, h, padding_mask, return_attention_weights=True, training=training)
-            weights.append(attention_weights)  # (B, H, S, S)
-            return output
-
-        x = self.self_attention_norm(x, sublayer=self_attend, training=training)
-        x = self.feed_forward_norm(x, sublayer=lambda h: self.feed_forward(h, training=training), training=training)
-        return (x, weights[0]) if return_attention_weights else x
+        h = self.self_attention_norm.sublayer_input(x)
+        attended, weights = self.self_attention(h, h, padding_mask, return_attention_weights=True,
+                                                training=training)  # (B, S, D), (B, H, S, S)
+        x = self.self_attention_norm(x, attended, training=training)
+        h = self.feed_forward_norm.sublayer_input(x)
+        x = self.feed_forward_norm(x, self.feed_forward(h, training=training), training=training)
+        return (x, weights) if return_attention_weights else x
 
     def get_config(self):
         return {**super().get_config(), **self._args}

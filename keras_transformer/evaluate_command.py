@@ -40,7 +40,7 @@ def evaluate_bundle(bundle, pairs, beam_size=1, batch_size=32, max_length=None) 
         ValueError: no pairs, or a bad option (the Translator's messages); BundleError for a bad bundle.
     """
     from keras_transformer.evaluation import score_translations
-    from serve import Translator
+    from keras_transformer.serve import Translator
 
     pairs = list(pairs)
     if not pairs:

@@ -8,7 +8,7 @@ q = (1 - ε) · one_hot(y) + ε / V, so the per-token loss is
 import keras
 from keras import ops
 
-from serve.bundle_format import PAD_ID
+from keras_transformer.serve.bundle_format import PAD_ID
 
 
 def token_cross_entropy(labels, logits, label_smoothing=0.0):

@@ -9,7 +9,7 @@ Masks are boolean and broadcast against attention scores of shape (B, H, T_query
 
 from keras import ops
 
-from serve.bundle_format import PAD_ID
+from keras_transformer.serve.bundle_format import PAD_ID
 
 
 def padding_mask(token_ids):

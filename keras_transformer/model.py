@@ -7,6 +7,8 @@ decoder step call, so there is one set of weights.
 
 import keras
 
+import keras_transformer.keras_objects  # noqa: F401  (a built model must load back: register everything)
+
 from keras_transformer.config import TransformerConfig
 from keras_transformer.decoder import Decoder
 from keras_transformer.encoder import Encoder

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serve.bundle_format import BOS_ID, EOS_ID, PAD_ID
+from keras_transformer.serve.bundle_format import BOS_ID, EOS_ID, PAD_ID
 
 
 @dataclass

@@ -15,8 +15,10 @@ from keras_transformer.layer_norm import LayerNormalization
 class AddAndNorm(keras.layers.Layer):
     """Wraps one sublayer's output into the residual stream. Shapes (B, T, D) in and out.
 
-    Usage: `x = add_norm(x, sublayer=lambda h: attention(h, h, mask), training=training)`: the sublayer is a
-    function so pre-norm can normalize its input and post-norm its output.
+    Usage, for any sublayer f:
+
+        h = add_norm.sublayer_input(x)                   # pre-norm: LayerNorm(x); post-norm: x
+        x = add_norm(x, f(h), training=training)         # pre-norm: x + Dropout(f(h)); post-norm: LayerNorm(x + Dropout(f(h)))
     """
 
     def __init__(self, norm_first=False, dropout=0.0, epsilon=1e-6, **kwargs):
@@ -27,13 +29,17 @@ class AddAndNorm(keras.layers.Layer):
         self.norm = LayerNormalization(epsilon, name="norm")
         self.dropout = keras.layers.Dropout(dropout)
 
-    def build(self, input_shape):
+    def build(self, input_shape, sublayer_output_shape=None):
         self.norm.build(input_shape)
 
-    def call(self, x, sublayer, training=None):
-        if self.norm_first:
-            return x + self.dropout(sublayer(self.norm(x)), training=training)
-        return self.norm(x + self.dropout(sublayer(x), training=training))
+    def sublayer_input(self, x):
+        """What the sublayer reads: the normalized stream (pre-norm) or the stream itself (post-norm)."""
+        return self.norm(x) if self.norm_first else x
+
+    def call(self, x, sublayer_output, training=None):
+        """x: the residual stream (B, T, D); sublayer_output: f(sublayer_input(x)) (B, T, D)."""
+        x = x + self.dropout(sublayer_output, training=training)
+        return x if self.norm_first else self.norm(x)
 
     def get_config(self):
         return {**super().get_config(), "norm_first": self.norm_first, "dropout": self.dropout_rate,

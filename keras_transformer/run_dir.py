@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from keras_transformer.atomic_files import atomic_write_json
-from serve.bundle_format import SOURCE_TOKENIZER_FILE, TARGET_TOKENIZER_FILE
+from keras_transformer.serve.bundle_format import SOURCE_TOKENIZER_FILE, TARGET_TOKENIZER_FILE
 
 RUN_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -89,7 +89,7 @@ class RunDir:
         """The trained `keras.Model`, with a one-line error for a missing or corrupt file."""
         import keras
 
-        import keras_transformer  # noqa: F401  (registers the layers)
+        import keras_transformer.keras_objects  # noqa: F401  (registers our Keras classes)
 
         self.read_config()
         if not self.model_path.is_file():
@@ -101,7 +101,7 @@ class RunDir:
                               f"{str(error).splitlines()[0] if str(error) else ''})") from None
 
     def load_tokenizers(self):
-        from serve.tokenizer import SubwordTokenizer
+        from keras_transformer.serve.tokenizer import SubwordTokenizer
 
         return (SubwordTokenizer.from_file(self.source_tokenizer_path),
                 SubwordTokenizer.from_file(self.target_tokenizer_path))

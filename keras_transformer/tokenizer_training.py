@@ -25,8 +25,8 @@ from typing import Iterable, Iterator
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from serve.bundle_format import SPECIAL_TOKENS
-from serve.tokenizer import SubwordTokenizer
+from keras_transformer.serve.bundle_format import SPECIAL_TOKENS
+from keras_transformer.serve.tokenizer import SubwordTokenizer
 
 UNK_TOKEN = SPECIAL_TOKENS[3]
 

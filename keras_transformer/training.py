@@ -21,26 +21,12 @@ import time
 from dataclasses import dataclass
 
 from keras_transformer.atomic_files import atomic_save_model, atomic_write_text
+from keras_transformer.config import ModelOptions
 from keras_transformer.run_dir import RunDir, RunDirError
 
 
 class TrainingError(RuntimeError):
     """Training stopped for a reason the user must act on (e.g. the loss became NaN)."""
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """The TransformerConfig fields a user chooses; the vocabulary sizes come from the tokenizers."""
-    num_layers: int = 3
-    hidden_dim: int = 256
-    num_heads: int = 4
-    intermediate_dim: int = 1024
-    dropout: float = 0.1
-    max_source_length: int = 128
-    max_target_length: int = 128
-    norm_first: bool = False
-    activation: str = "relu"
-    tie_output_embedding: bool = True
 
 
 @dataclass(frozen=True)

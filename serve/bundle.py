@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve import bundle_format as fmt
+from . import bundle_format as fmt
 
 
 class BundleError(ValueError):
@@ -78,6 +78,7 @@ def read_bundle_config(path, verify_checksums: bool = True) -> BundleConfig:
     for name in (fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE):
         if name not in files:
             raise BundleError(f"{config_path}: 'files' lacks {name}")
+    _check_special_ids_and_graphs(config_path, values)
     for name, expected in files.items():
         file_path = path / name
         if not file_path.is_file():
@@ -86,3 +87,31 @@ def read_bundle_config(path, verify_checksums: bool = True) -> BundleConfig:
             raise BundleError(f"{file_path}: sha256 mismatch (expected {expected[:12]}…, got "
                               f"{sha256_of(file_path)[:12]}…): the file is truncated or was changed")
     return BundleConfig(path, values)
+
+
+def _check_special_ids_and_graphs(config_path, values: dict) -> None:
+    """The special ids and graph I/O names config.json declares must be the ones this runtime feeds."""
+    if values.get("special_ids") != fmt.SPECIAL_IDS:
+        raise BundleError(f"{config_path}: special_ids: expected {fmt.SPECIAL_IDS} (this runtime's), "
+                          f"got {values.get('special_ids')!r}")
+    num_layers = values["model"].get("num_layers")
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        raise BundleError(f"{config_path}: model.num_layers: expected a positive integer, got {num_layers!r}")
+    graphs = values.get("graphs") if isinstance(values.get("graphs"), dict) else {}
+    for graph, io_names in (("encoder", fmt.encoder_io_names), ("decoder", fmt.decoder_io_names)):
+        expected_inputs, expected_outputs = io_names(num_layers)
+        declared = graphs.get(graph) if isinstance(graphs.get(graph), dict) else {}
+        for side, expected in (("inputs", expected_inputs), ("outputs", expected_outputs)):
+            if declared.get(side) != expected:
+                raise BundleError(f"{config_path}: graphs.{graph}.{side}: expected {expected} for "
+                                  f"{num_layers} layers, got {declared.get(side)!r}")
+
+
+def check_graph_io(path, session, num_layers: int, io_names) -> None:
+    """A loaded onnxruntime session's input and output names must be `io_names(num_layers)`, in order."""
+    expected_inputs, expected_outputs = io_names(num_layers)
+    got_inputs = [i.name for i in session.get_inputs()]
+    got_outputs = [o.name for o in session.get_outputs()]
+    if got_inputs != expected_inputs or got_outputs != expected_outputs:
+        raise BundleError(f"{path}: expected inputs {expected_inputs} and outputs {expected_outputs} "
+                          f"(config.json graphs), got inputs {got_inputs} and outputs {got_outputs}")

@@ -66,3 +66,24 @@ def present_key_name(layer: int) -> str:
 def present_value_name(layer: int) -> str:
     """Decoder output: float32 (B, H, P + 1, Dh)."""
     return f"present_value_{layer}"
+
+
+def encoder_io_names(num_layers: int) -> tuple[list[str], list[str]]:
+    """encoder.onnx's (inputs, outputs), in order; config.json's graphs.encoder lists them too."""
+    outputs = [ENCODER_OUTPUT]
+    for i in range(num_layers):
+        outputs += [cross_key_name(i), cross_value_name(i)]
+    return [SOURCE_IDS], outputs
+
+
+def decoder_io_names(num_layers: int) -> tuple[list[str], list[str]]:
+    """decoder.onnx's (inputs, outputs), in order; config.json's graphs.decoder lists them too."""
+    inputs = [TOKEN_IDS, POSITION, SOURCE_MASK]
+    outputs = [LOGITS]
+    for i in range(num_layers):
+        inputs += [cross_key_name(i), cross_value_name(i), past_key_name(i), past_value_name(i)]
+        outputs += [present_key_name(i), present_value_name(i)]
+    return inputs, outputs
+
+
+SPECIAL_IDS = {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID}  # config.json's special_ids

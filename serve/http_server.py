@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
-import math
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -31,11 +31,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .decoding_options import DecodingOptions, JsonLimits, json_type_name
+
 MAX_BODY_BYTES = 1_000_000  # 1 MB
 MAX_TEXTS = 256
 MAX_BEAM_SIZE = 16
 MAX_LENGTH_PENALTY = 10.0
-FIELDS = ("texts", "beam_size", "max_length", "length_penalty")
+FIELDS = ("texts", "beam_size", "max_length", "length_penalty")  # batch_size is the server's choice
+# The server's caps on what a client may ask (resource and sanity bounds), over DecodingOptions' own checks.
+SERVER_LIMITS = JsonLimits({"beam_size": {"high": MAX_BEAM_SIZE},
+                            "length_penalty": {"low": 0.0, "high": MAX_LENGTH_PENALTY}})
 
 log = logging.getLogger("keras_transformer.serve")
 
@@ -70,7 +75,7 @@ class Admission:
 
 
 def create_app(translator, workers: int = 1, max_queue: int | None = None) -> Starlette:
-    """The Starlette app serving `translator` (a `serve.Translator`, or anything with its `translate`).
+    """The Starlette app serving `translator` (a `Translator`, or anything with its `translate`).
 
     Args:
         translator: shared by all requests; its `translate` must be thread-safe.
@@ -152,6 +157,9 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 def parse_translate_request(body: bytes) -> dict:
     """The JSON body of POST /translate -> keyword arguments of `Translator.translate`.
 
+    The options are validated by `DecodingOptions.from_json` (the same checks as the Python API
+    and the CLI), within this server's caps `SERVER_LIMITS`.
+
     Raises:
         RequestError: 400, phrased "field: expected X, got Y".
     """
@@ -161,52 +169,25 @@ def parse_translate_request(body: bytes) -> dict:
         reason = "nesting too deep" if isinstance(error, RecursionError) else str(error)
         raise RequestError(400, f"expected a JSON body, got invalid JSON ({reason})") from None
     if not isinstance(data, dict):
-        raise RequestError(400, f'expected a JSON object like {{"texts": [...]}}, got {_json_type(data)}')
+        raise RequestError(400, f'expected a JSON object like {{"texts": [...]}}, got {json_type_name(data)}')
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise RequestError(400, f"expected fields {', '.join(FIELDS)}, got unknown field {unknown[0]!r}")
     if "texts" not in data:
         raise RequestError(400, "texts: required (a list of strings)")
-    texts = data["texts"]
+    texts = data.pop("texts")
     if not isinstance(texts, list):
-        raise RequestError(400, f"texts: expected a list of strings, got {_json_type(texts)}")
+        raise RequestError(400, f"texts: expected a list of strings, got {json_type_name(texts)}")
     if len(texts) > MAX_TEXTS:
         raise RequestError(400, f"texts: expected at most {MAX_TEXTS} texts per request, got {len(texts)}")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise RequestError(400, f"texts[{i}]: expected a string, got {_json_type(text)}")
-    options = {"texts": texts, "beam_size": _integer(data, "beam_size", 1, 1, MAX_BEAM_SIZE)}
-    if data.get("max_length") is not None:
-        options["max_length"] = _integer(data, "max_length", None, 1, None)
-    if "length_penalty" in data:
-        value = data["length_penalty"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RequestError(400, f"length_penalty: expected a number, got {_json_type(value)}")
-        if not (math.isfinite(value) and 0 <= value <= MAX_LENGTH_PENALTY):
-            raise RequestError(400, f"length_penalty: expected a number in 0..{MAX_LENGTH_PENALTY:g}, got {value}")
-        options["length_penalty"] = float(value)
-    return options
-
-
-def _integer(data: dict, name: str, default, low: int, high: int | None):
-    value = data.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(400, f"{name}: expected an integer, got {_json_type(value)}")
-    if value < low or (high is not None and value > high):
-        bounds = f"{low}..{high}" if high is not None else f">= {low}"
-        raise RequestError(400, f"{name}: expected an integer {bounds}, got {value}")
-    return value
-
-
-def _json_type(value) -> str:
-    """The JSON name of a parsed value's type: string, number, boolean, null, array, object."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+            raise RequestError(400, f"texts[{i}]: expected a string, got {json_type_name(text)}")
+    try:
+        options = DecodingOptions.from_json(data, SERVER_LIMITS)
+    except (TypeError, ValueError) as error:
+        raise RequestError(400, str(error)) from None
+    return {"texts": texts, **dataclasses.asdict(options)}
 
 
 def _error(status: int, message: str, headers=None) -> JSONResponse:

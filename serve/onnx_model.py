@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from serve import bundle_format as fmt
-from serve.bundle import BundleConfig
+from . import bundle_format as fmt
+from .bundle import BundleConfig, check_graph_io
 
 
 DEFAULT_THREADS = 1
@@ -41,10 +41,12 @@ class OnnxStepModel:
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.bundle = bundle
-        self.encoder = ort.InferenceSession(str(encoder_path or bundle.file(fmt.ENCODER_FILE)), options,
-                                            providers=providers)
-        self.decoder = ort.InferenceSession(str(decoder_path or bundle.file(fmt.DECODER_FILE)), options,
-                                            providers=providers)
+        encoder_path = encoder_path or bundle.file(fmt.ENCODER_FILE)
+        decoder_path = decoder_path or bundle.file(fmt.DECODER_FILE)
+        self.encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
+        self.decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
+        check_graph_io(encoder_path, self.encoder, bundle.num_layers, fmt.encoder_io_names)
+        check_graph_io(decoder_path, self.decoder, bundle.num_layers, fmt.decoder_io_names)
         layers = range(bundle.num_layers)
         self.cross_names = [n for i in layers for n in (fmt.cross_key_name(i), fmt.cross_value_name(i))]
         self.past_names = [n for i in layers for n in (fmt.past_key_name(i), fmt.past_value_name(i))]

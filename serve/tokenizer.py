@@ -27,8 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from serve.bundle_format import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
-from serve.atomic_files import atomic_write_text
+from .bundle_format import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+from .atomic_files import atomic_write_text
 
 # Ids that `decode` drops. [UNK] is kept: it decodes to the literal "[UNK]", so that a lost
 # character stays visible in a translation instead of vanishing silently.

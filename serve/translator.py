@@ -1,42 +1,55 @@
-"""`Translator`: a bundle directory -> translations, with onnxruntime, numpy and the tokenizers alone.
+"""`Translator`: text in, text out, over any cached step model: an ONNX bundle or the Keras model.
 
-    >>> from serve import Translator
-    >>> translator = Translator("bundle/")
+    >>> from keras_transformer.serve import Translator
+    >>> translator = Translator("bundle/")                  # onnxruntime, numpy and tokenizers only
     >>> translator.translate(["How are you?", ""], beam_size=4)
     ['आप कैसे हैं?', '']
 
-Per call: validate the inputs, tokenize (source ids = tokens + [EOS], cut to `max_source_length`),
-sort the non-blank sentences by source length, and decode them in batches of `batch_size`: the
-encoder runs once per batch, then the cached decoder step until every sentence has ended or the
-length cap is reached (`serve.decoding`). Results come back in input order.
+The decoding front end exists once, here: validate the inputs (`DecodingOptions`), tokenize
+(source ids = tokens + [EOS], cut to `max_source_length`), sort the non-blank sentences by source
+length, pad, decode them in batches of `batch_size` (the encoder once per batch, then the cached
+decoder step until every sentence has ended or the length cap is reached: `serve.decoding`),
+detokenize, and restore the input order. `Translator(bundle_dir)` runs it over the bundle's two
+onnxruntime sessions; `Translator.for_model(step_model, ...)` over any other `StepModel`, such as
+`keras_transformer.KerasStepModel` (`keras_transformer.load_translator(RUN_DIR)` builds that one).
 
 A sentence's translation does not depend on the batch it lands in: padding is masked as a key,
-each sentence's search runs on its own rows, and ties break by index. Thread-safe: the two
-onnxruntime sessions and the tokenizers are shared read-only, everything else is local to a call.
+each sentence's search runs on its own rows, and ties break by index. Thread-safe for the ONNX
+bundle: the two onnxruntime sessions and the tokenizers are shared read-only, everything else is
+local to a call.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from serve import bundle_format as fmt
-from serve import decoding
-from serve.bundle import read_bundle_config
-from serve.onnx_model import OnnxStepModel
-from serve.tokenizer import SubwordTokenizer
+from . import bundle_format as fmt
+from . import decoding
+from .bundle import read_bundle_config
+from .decoding_options import DecodingOptions
+from .tokenizer import SubwordTokenizer
 
 
 class TruncationWarning(UserWarning):
     """Some source texts were longer than the model's `max_source_length` and were cut to fit."""
 
 
+@dataclass(frozen=True)
+class Translation:
+    """One text's result: its translation and the token ids on both sides (no BOS/EOS in target_ids)."""
+
+    text: str
+    source_ids: list[int]  # what the encoder saw: tokens + [EOS], cut to max_source_length; [] for blank text
+    target_ids: list[int]
+
+
 class Translator:
-    """Translates text with an exported bundle (see `serve/bundle_format.py`).
+    """Translates text with an exported bundle (see `serve/bundle_format.py`), or any step model.
 
     Args:
         bundle_dir: the directory `keras-transformer export` wrote.
@@ -48,52 +61,66 @@ class Translator:
     """
 
     def __init__(self, bundle_dir, threads: int | None = None):
+        from .onnx_model import OnnxStepModel  # onnxruntime: only for bundles
+
         if threads is not None and (not _is_int(threads) or threads < 1):
             raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
-        self.bundle = read_bundle_config(bundle_dir)
-        self.model = OnnxStepModel(self.bundle, threads=threads)
-        self.source_tokenizer = SubwordTokenizer.from_file(self.bundle.file(fmt.SOURCE_TOKENIZER_FILE))
-        self.target_tokenizer = SubwordTokenizer.from_file(self.bundle.file(fmt.TARGET_TOKENIZER_FILE))
+        bundle = read_bundle_config(bundle_dir)
+        self._setup(OnnxStepModel(bundle, threads=threads),
+                    SubwordTokenizer.from_file(bundle.file(fmt.SOURCE_TOKENIZER_FILE)),
+                    SubwordTokenizer.from_file(bundle.file(fmt.TARGET_TOKENIZER_FILE)),
+                    bundle.max_source_length, bundle.max_target_length, bundle.path)
+        self.bundle = bundle
         self.threads = threads
 
-    @property
-    def path(self) -> Path:
-        return self.bundle.path
+    @classmethod
+    def for_model(cls, model: decoding.StepModel, source_tokenizer: SubwordTokenizer,
+                  target_tokenizer: SubwordTokenizer, max_source_length: int, max_target_length: int,
+                  path=None) -> "Translator":
+        """The same front end over any `StepModel` (e.g. the Keras model's cached step).
 
-    @property
-    def max_source_length(self) -> int:
-        """Most source tokens the encoder accepts, EOS included."""
-        return self.bundle.max_source_length
+        Args:
+            model: has `start(source_ids int32 (B, S)) -> state`, `step` and `select`.
+            max_source_length: most source tokens the encoder accepts, EOS included.
+            max_target_length: most target tokens generated, EOS included.
+            path: where the model came from (shown by `repr` and `info`).
+        """
+        translator = cls.__new__(cls)
+        translator._setup(model, source_tokenizer, target_tokenizer, max_source_length, max_target_length,
+                          Path(path) if path is not None else None)
+        translator.bundle = None
+        translator.threads = None
+        return translator
 
-    @property
-    def max_target_length(self) -> int:
-        """Most target tokens generated, EOS included: the default and the cap of `max_length`."""
-        return self.bundle.max_target_length
+    def _setup(self, model, source_tokenizer, target_tokenizer, max_source_length, max_target_length, path):
+        self.model = model
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.max_source_length = max_source_length  # most source tokens the encoder accepts, EOS included
+        self.max_target_length = max_target_length  # default and cap of `max_length`, EOS included
+        self.path = path
 
     def info(self) -> dict:
-        """What a health check reports: the bundle and its model's sizes (JSON-serializable)."""
-        values = self.bundle.values
-        model = self.bundle.model
-        return {
-            "bundle": str(self.path),
-            "format_version": values.get("format_version"),
-            "quantization": values.get("quantization"),
-            "opset": values.get("opset"),
-            "model": {key: model.get(key) for key in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-                                                     "max_source_length", "max_target_length")},
-            "source_vocab_size": self.source_tokenizer.vocab_size,
-            "target_vocab_size": self.target_tokenizer.vocab_size,
-        }
+        """What a health check reports: the model's source and sizes (JSON-serializable)."""
+        info = {"bundle" if self.bundle else "model": str(self.path),
+                "source_vocab_size": self.source_tokenizer.vocab_size,
+                "target_vocab_size": self.target_tokenizer.vocab_size}
+        if self.bundle is not None:
+            values, model = self.bundle.values, self.bundle.model
+            info.update({
+                "format_version": values.get("format_version"),
+                "quantization": values.get("quantization"),
+                "opset": values.get("opset"),
+                "parity": values.get("parity"),
+                "model": {key: model.get(key) for key in ("num_layers", "num_heads", "hidden_dim",
+                                                         "intermediate_dim", "max_source_length",
+                                                         "max_target_length")},
+            })
+        return info
 
-    def translate(
-        self,
-        texts: Sequence[str],
-        beam_size: int = 1,
-        max_length: int | None = None,
-        batch_size: int = 32,
-        length_penalty: float = 1.0,
-        progress: Callable[[int], None] | None = None,
-    ) -> list[str]:
+    def translate(self, texts: Sequence[str], beam_size: int = 1, max_length: int | None = None,
+                  batch_size: int = 32, length_penalty: float = 1.0,
+                  progress: Callable[[int], None] | None = None) -> list[str]:
         """Translates each text; blank texts give "" without running the model.
 
         A text whose tokens plus EOS exceed `max_source_length` is cut to fit; if any was, ONE
@@ -102,11 +129,8 @@ class Translator:
 
         Args:
             texts: a list or tuple of str.
-            beam_size: 1 for greedy decoding, K > 1 for beam search with K beams.
-            max_length: most target tokens per sentence, EOS included; None (or anything above the
-                bundle's `max_target_length`, where positional encodings end) means that maximum.
-            batch_size: sentences per encoder/decoder batch (sorted by source length first).
-            length_penalty: alpha of the GNMT length penalty used to rank beams (0: raw log-prob sum).
+            beam_size, max_length, batch_size, length_penalty: see `DecodingOptions` (beam_size 1 =
+                greedy; max_length None = the model's max_target_length, EOS included).
             progress: called with the number of sentences finished after each batch (blank ones
                 count at once), e.g. to draw a progress bar.
 
@@ -116,33 +140,29 @@ class Translator:
         Raises:
             TypeError: `texts` is not a list/tuple, an element is not a str ("texts[2]: expected
                 str, got int"), or an option has the wrong type.
-            ValueError: beam_size, max_length or batch_size below 1, or length_penalty not finite.
+            ValueError: an option out of range (see `DecodingOptions`).
         """
-        texts = _checked_texts(texts)
-        beam_size = _checked_positive_int("beam_size", beam_size)
-        batch_size = _checked_positive_int("batch_size", batch_size)
-        max_length = self.max_target_length if max_length is None else _checked_positive_int("max_length", max_length)
-        max_length = min(max_length, self.max_target_length)
-        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-            raise TypeError(f"length_penalty: expected a float, got {type(length_penalty).__name__}")
-        if not math.isfinite(length_penalty):
-            raise ValueError(f"length_penalty: expected a finite number, got {length_penalty}")
+        options = DecodingOptions(beam_size=beam_size, max_length=max_length, batch_size=batch_size,
+                                  length_penalty=length_penalty)
+        return [result.text for result in self.translate_batch(texts, options, progress=progress)]
 
-        results = [""] * len(texts)
+    def translate_batch(self, texts: Sequence[str], options: DecodingOptions | None = None,
+                        progress: Callable[[int], None] | None = None) -> list[Translation]:
+        """`translate` with the options as one `DecodingOptions`; returns each text's `Translation`
+        (its text and the token ids on both sides)."""
+        texts = _checked_texts(texts)
+        options = options or DecodingOptions()
+        if not isinstance(options, DecodingOptions):
+            raise TypeError(f"options: expected DecodingOptions, got {type(options).__name__}")
+        results = [Translation("", [], [])] * len(texts)
         todo = [i for i, text in enumerate(texts) if text.strip()]  # blank texts stay ""
         if progress is not None and len(todo) < len(texts):
             progress(len(texts) - len(todo))
         sources = self._source_ids([texts[i] for i in todo], todo)
-        order = sorted(range(len(todo)), key=lambda j: (len(sources[j]), j))  # shortest first, stable
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            state = self.model.start(pad_batch([sources[j] for j in batch]))
-            outputs = decoding.beam_search(self.model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length,
-                                           beam_size, float(length_penalty))
-            for j, text in zip(batch, self.target_tokenizer.decode_batch(outputs), strict=True):
-                results[todo[j]] = text
-            if progress is not None:
-                progress(len(batch))
+        outputs = decode_sources(self.model, sources, options, self.max_target_length, progress)
+        for i, source, output, text in zip(todo, sources, outputs, self.target_tokenizer.decode_batch(outputs),
+                                           strict=True):
+            results[i] = Translation(text, source, output)
         return results
 
     def _source_ids(self, texts: list[str], indices: list[int]) -> list[list[int]]:
@@ -155,11 +175,36 @@ class Translator:
             warnings.warn(
                 f"{len(too_long)} of {len(texts)} texts exceed max_source_length {self.max_source_length} "
                 f"(tokens + EOS) and were truncated to fit (first: texts[{indices[first]}], "
-                f"{len(encoded[first]) + 1} tokens)", TruncationWarning, stacklevel=3)
+                f"{len(encoded[first]) + 1} tokens)", TruncationWarning, stacklevel=4)
         return [ids[:limit] + [fmt.EOS_ID] for ids in encoded]
 
     def __repr__(self) -> str:
+        if self.bundle is None:
+            return f"Translator.for_model({type(self.model).__name__}, path={str(self.path)!r})"
         return f"Translator({str(self.path)!r}, threads={self.threads})"
+
+
+def decode_sources(model: decoding.StepModel, sources: list[list[int]], options: DecodingOptions,
+                   max_target_length: int, progress: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Output token ids (no BOS/EOS) for source id lists (EOS included), in input order.
+
+    Sorts by source length (shortest first, stable), pads batches of `options.batch_size`, runs
+    `model.start` then greedy or beam search on each batch. The export's parity check and the
+    benchmarks call this directly with token ids.
+    """
+    max_length = options.capped_max_length(max_target_length)
+    outputs: list[list[int]] = [[] for _ in sources]
+    order = sorted(range(len(sources)), key=lambda j: (len(sources[j]), j))
+    for start in range(0, len(order), options.batch_size):
+        batch = order[start:start + options.batch_size]
+        state = model.start(pad_batch([sources[j] for j in batch]))
+        decoded = decoding.beam_search(model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length,
+                                       options.beam_size, options.length_penalty)
+        for j, ids in zip(batch, decoded, strict=True):
+            outputs[j] = ids
+        if progress is not None:
+            progress(len(batch))
+    return outputs
 
 
 def pad_batch(rows: list[list[int]]) -> np.ndarray:
@@ -172,14 +217,6 @@ def pad_batch(rows: list[list[int]]) -> np.ndarray:
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _checked_positive_int(name: str, value) -> int:
-    if not _is_int(value):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value}")
-    return int(value)
 
 
 def _checked_texts(texts) -> list[str]:

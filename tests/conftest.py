@@ -33,7 +33,8 @@ def tiny_run(tmp_path_factory, demo_pairs):
     """A run dir: a 2-layer, 16-wide model trained for 2 epochs on 400 demo pairs, with test.tsv."""
     from keras_transformer.corpus import write_tsv
     from keras_transformer.run_dir import RunDir
-    from keras_transformer.training import ModelOptions, TrainingSettings, train
+    from keras_transformer.config import ModelOptions
+    from keras_transformer.training import TrainingSettings, train
 
     path = tmp_path_factory.mktemp("runs") / "tiny"
     settings = TrainingSettings(epochs=2, batch_tokens=1024, warmup_steps=30, source_vocab_size=200,
@@ -47,7 +48,7 @@ def tiny_run(tmp_path_factory, demo_pairs):
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_run):
     """The fp32 bundle exported from `tiny_run` (parity-checked)."""
-    from export.exporter import export_bundle
+    from keras_transformer.export.exporter import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     export_bundle(tiny_run, out, log=_quiet)

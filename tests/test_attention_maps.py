@@ -7,9 +7,10 @@ import pytest
 
 from keras_transformer.attention_maps import KINDS, attention_weights, draw_attention, render_attention
 from keras_transformer.corpus import read_parallel_corpus
-from keras_transformer.keras_decoding import keras_greedy_translate
+from keras_transformer.serve.decoding_options import DecodingOptions
+from keras_transformer.translation import keras_translator
 from keras_transformer.run_dir import RunDir
-from serve.bundle_format import BOS_ID, EOS_ID
+from keras_transformer.serve.bundle_format import BOS_ID, EOS_ID
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -92,15 +93,16 @@ def test_render_attention_translates_then_draws(tiny_run, model_and_tokenizers, 
     model, source_tokenizer, target_tokenizer = model_and_tokenizers
     assert drawn["source_tokens"] == source_tokenizer.tokens(text) + ["[EOS]"]
     # The decoder inputs that greedy decoding fed: [BOS], then the outputs but one cut at max_length.
-    translations, outputs = keras_greedy_translate(model, source_tokenizer, target_tokenizer, [text], max_length=4)
-    assert drawn["translation"] == translations[0]
-    generated = [target_tokenizer.tokenizer.id_to_token(i) for i in outputs[0]]
+    (expected,) = keras_translator(model, source_tokenizer, target_tokenizer).translate_batch(
+        [text], DecodingOptions(max_length=4))
+    assert drawn["translation"] == expected.text
+    generated = [target_tokenizer.tokenizer.id_to_token(i) for i in expected.target_ids]
     assert drawn["target_tokens"] == (["[BOS]"] + generated)[:4]
     _check_weights(drawn["weights"], 2, 2, len(drawn["source_tokens"]), len(drawn["target_tokens"]))
 
 
 def test_attention_command(tiny_run, tmp_path, capsys):
-    from keras_transformer_cli import main
+    from keras_transformer.cli import main
 
     out = tmp_path / "maps.png"
     assert main(["attention", str(tiny_run), "do you call the girl?", "--out", str(out)]) == 0

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve import decoding
-from serve.decoding import beam_search, greedy_decode, log_softmax
+from keras_transformer.serve import decoding
+from keras_transformer.serve.decoding import beam_search, greedy_decode, log_softmax
 
 BOS, EOS = 1, 2
 

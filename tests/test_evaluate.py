@@ -9,14 +9,14 @@ import pytest
 
 from keras_transformer.corpus import read_parallel_corpus
 from keras_transformer.evaluate_command import evaluate_bundle
-from serve import Translator
+from keras_transformer.serve import Translator
 
 BLEU_SIGNATURE = re.compile(r"nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:\S+")
 CHRF_SIGNATURE = re.compile(r"nrefs:1\|case:mixed\|eff:yes\|nc:6\|nw:2\|space:no\|version:\S+")  # chrF++
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "keras_transformer_cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "keras_transformer.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -75,7 +75,7 @@ def test_evaluate_errors_are_one_line(tiny_bundle, tmp_path):
 
 
 def test_evaluate_checks_output_paths_before_translating(tiny_run, tiny_bundle, tmp_path, capsys):
-    from keras_transformer_cli import main
+    from keras_transformer.cli import main
 
     missing = tmp_path / "no-such-dir" / "out.txt"
     assert main(["evaluate", str(tiny_bundle), "--data", str(tiny_run / "test.tsv"), "--output", str(missing)]) == 2

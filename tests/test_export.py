@@ -10,16 +10,19 @@ import numpy as np
 import onnx
 import pytest
 
-from export.exporter import ExportError, export_bundle
-from export.parity import ParityError
+from keras_transformer.export.exporter import ExportError, export_bundle
+from keras_transformer.export.parity import ParityError
 from helpers import random_ids
-from keras_transformer.keras_decoding import KerasStepModel, keras_greedy_translate, pad_batch
+from keras_transformer.keras_step_model import KerasStepModel
+from keras_transformer.serve.translator import pad_batch
+from keras_transformer.translation import keras_translator
 from keras_transformer.run_dir import RunDir, RunDirError
-from keras_transformer.training import ModelOptions, TrainingSettings, train
-from serve import bundle_format as fmt
-from serve import decoding
-from serve.bundle import read_bundle_config
-from serve.onnx_model import OnnxStepModel
+from keras_transformer.config import ModelOptions
+from keras_transformer.training import TrainingSettings, train
+from keras_transformer.serve import bundle_format as fmt
+from keras_transformer.serve import decoding
+from keras_transformer.serve.bundle import read_bundle_config
+from keras_transformer.serve.onnx_model import OnnxStepModel
 
 from conftest import TINY_MODEL_OPTIONS
 
@@ -108,7 +111,7 @@ def test_bundle_greedy_equals_keras_greedy(bundle, trained_run, pairs):
     model = run.load_model()
     source_tokenizer, target_tokenizer = run.load_tokenizers()
     texts = [s for s, _ in pairs.test]
-    _, keras_ids = keras_greedy_translate(model, source_tokenizer, target_tokenizer, texts, batch_size=16)
+    keras_ids = [r.target_ids for r in keras_translator(model, source_tokenizer, target_tokenizer).translate_batch(texts)]
     onnx_model = OnnxStepModel(read_bundle_config(bundle))
     sources = pad_batch([ids + [fmt.EOS_ID] for ids in source_tokenizer.encode_batch(texts)])
     onnx_ids = decoding.greedy_decode(onnx_model, onnx_model.start(sources), len(texts), fmt.BOS_ID, fmt.EOS_ID, 40)
@@ -140,7 +143,7 @@ def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "keras_transformer_cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "keras_transformer.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
 
 

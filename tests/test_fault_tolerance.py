@@ -20,7 +20,7 @@ TINY = ["--data", "demo", "--max-pairs", "300", "--batch-tokens", "512", "--num-
 
 
 def _cli(*args, **kwargs):
-    return [sys.executable, "-m", "keras_transformer_cli", *map(str, args)]
+    return [sys.executable, "-m", "keras_transformer.cli", *map(str, args)]
 
 
 def _epochs(run_dir):

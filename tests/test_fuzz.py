@@ -226,7 +226,7 @@ def test_tsv_and_line_aligned_clean_files_round_trip(tmp_path, rows, line_end, f
 
 @pytest.fixture(scope="module")
 def fuzz_translator(tiny_bundle):
-    from serve import Translator
+    from keras_transformer.serve import Translator
 
     return Translator(tiny_bundle, threads=1)
 

@@ -6,8 +6,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.graph_cleanup import fuse_layer_norms
-from serve import bundle_format as fmt
+from keras_transformer.export.graph_cleanup import fuse_layer_norms
+from keras_transformer.serve import bundle_format as fmt
 
 from conftest import TINY_MODEL_OPTIONS
 

@@ -14,8 +14,8 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
-from serve import Translator  # noqa: E402
-from serve.http_server import MAX_BODY_BYTES, MAX_TEXTS, create_app  # noqa: E402
+from keras_transformer.serve import Translator  # noqa: E402
+from keras_transformer.serve.http_server import MAX_BODY_BYTES, MAX_TEXTS, create_app  # noqa: E402
 
 TEXTS = ["I sit.", "", "you do not call the good girls."]
 WAIT_S = 10  # bound on every wait in these tests

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_transformer.pipeline import EncodedCorpus, bucket_boundaries, make_dataset
-from serve.bundle_format import BOS_ID, EOS_ID, PAD_ID
+from keras_transformer.serve.bundle_format import BOS_ID, EOS_ID, PAD_ID
 
 
 def _corpus(rng, n=300):

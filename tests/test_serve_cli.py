@@ -1,7 +1,7 @@
 """Tests of `keras-transformer translate` and the serve command's missing-extra message.
 
 A few run the real command in a subprocess (exit codes, stdin, one-line errors); the rest call
-`keras_transformer_cli.main` in-process, which is faster.
+`keras_transformer.cli.main` in-process, which is faster.
 """
 
 import io
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import keras_transformer_cli
-from serve import Translator
+import keras_transformer.cli
+from keras_transformer.serve import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["I sit.", "you do not call the good girls.", "do you call the girl?"]
@@ -24,7 +24,7 @@ def translator(tiny_bundle):
 
 
 def cli(*args, stdin=""):
-    return subprocess.run([sys.executable, "-m", "keras_transformer_cli", *map(str, args)], cwd=ROOT, input=stdin,
+    return subprocess.run([sys.executable, "-m", "keras_transformer.cli", *map(str, args)], cwd=ROOT, input=stdin,
                           capture_output=True, text=True, encoding="utf-8", timeout=120)
 
 
@@ -53,7 +53,7 @@ def test_missing_bundle_is_one_line_exit_2(tmp_path):
 def run_main(capsys, monkeypatch, *args, stdin=b""):
     """`main()` in-process: (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-    code = keras_transformer_cli.main([str(a) for a in args])
+    code = keras_transformer.cli.main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -118,16 +118,16 @@ def test_errors_are_one_line_exit_2(tiny_bundle, tmp_path, capsys, monkeypatch, 
 
 
 def test_serve_without_the_http_extra_says_what_to_install(tiny_bundle):
-    script = ("import sys; sys.modules['starlette'] = None; import keras_transformer_cli; "
-              f"sys.exit(keras_transformer_cli.main(['serve', {str(tiny_bundle)!r}]))")
+    script = ("import sys; sys.modules['starlette'] = None; import keras_transformer.cli; "
+              f"sys.exit(keras_transformer.cli.main(['serve', {str(tiny_bundle)!r}]))")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "needs the HTTP extra" in result.stderr and "pip install 'keras-transformer[http]'" in result.stderr
+    assert "needs the HTTP extra" in result.stderr and "pip install 'keras-transformer-nmt[http]'" in result.stderr
 
 
 def test_progress_line_redraws_on_a_terminal_and_is_silent_elsewhere():
-    from serve.cli import ProgressLine
+    from keras_transformer.cli.text_io import ProgressLine
 
     class Terminal(io.StringIO):
         def isatty(self):

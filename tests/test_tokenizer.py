@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from keras_transformer.tokenizer_training import train_tokenizer
-from serve.bundle_format import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
-from serve.tokenizer import SubwordTokenizer
+from keras_transformer.serve.bundle_format import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+from keras_transformer.serve.tokenizer import SubwordTokenizer
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

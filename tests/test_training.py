@@ -8,7 +8,8 @@ import pytest
 
 from keras_transformer.demo_corpus import generate_demo_corpus
 from keras_transformer.run_dir import RunDir, RunDirError
-from keras_transformer.training import ModelOptions, TrainingError, TrainingSettings, train
+from keras_transformer.config import ModelOptions
+from keras_transformer.training import TrainingError, TrainingSettings, train
 
 TINY_MODEL = ModelOptions(num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=64, dropout=0.0,
                           max_source_length=24, max_target_length=24)

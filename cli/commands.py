@@ -1,7 +1,12 @@
-"""The `keras-transformer` command.
+"""The `keras-transformer` command: every subcommand's parser and handler, in one module.
 
-This module imports neither TensorFlow nor Keras at the top: `translate` and `serve` run in the
-slim install (onnxruntime, numpy, tokenizers) and the training commands import TensorFlow lazily.
+    keras-transformer demo | train | export | evaluate | attention | translate | serve | web
+
+This module imports neither TensorFlow nor Keras at the top: `translate BUNDLE`, `evaluate`, `serve`
+and `web` run in the slim install (onnxruntime, numpy, tokenizers); the training commands, and
+`translate RUN`, import TensorFlow lazily (quietly: see `_import_tensorflow_quietly`). Handlers
+raise ValueError/OSError/RuntimeError/TypeError for the user's mistakes; `main` prints them as one
+line and exits with code 2 (KERAS_TRANSFORMER_DEBUG=1 shows the traceback instead).
 """
 
 from __future__ import annotations
@@ -11,16 +16,24 @@ import dataclasses
 import os
 import shutil
 import sys
+import time
+import warnings
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logging: warnings and errors only
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from keras_transformer.cli import text_io  # noqa: E402  (after the environment is set)
+
+HTTP_EXTRA_HINT = "pip install 'keras-transformer-nmt[http]'"
 TRAINING_MODULES = {"tensorflow", "keras", "tf2onnx", "onnx", "matplotlib", "sacrebleu"}
 TENSORFLOW_COMMANDS = {"demo", "train", "export", "attention"}
 # What TensorFlow 2.21 writes to stderr at import whatever TF_CPP_MIN_LOG_LEVEL says (absl, before its
 # logging is initialised).
 TENSORFLOW_IMPORT_CHATTER = ("All log messages before absl::InitializeLog() is called",
                              "oneDNN custom operations are on")
+DESCRIPTION = ("The Transformer of 'Attention Is All You Need' in Keras 3: train with model.fit, export to "
+               "ONNX, translate on a CPU (onnxruntime) or in a browser (onnxruntime-web).")
 DEBUG_ENV = "KERAS_TRANSFORMER_DEBUG"  # set to 1 to see full tracebacks
 
 
@@ -30,8 +43,8 @@ def _add_data_options(parser):
 
 
 def _add_train_parser(commands):
-    # Options left out stay None and take the defaults of ModelOptions / TrainingSettings
-    # (keras_transformer/training.py), so building the parser imports no TensorFlow.
+    # Options left out stay None and take the defaults of ModelOptions (= TransformerConfig's,
+    # keras_transformer/config.py) and TrainingSettings (keras_transformer/training.py).
     p = commands.add_parser("train", help="train a Transformer with model.fit into a run directory")
     p.add_argument("--data", required=True, help="training SPEC: demo, FILE.tsv, FILE.csv or SOURCE_FILE,TARGET_FILE")
     p.add_argument("--valid", help="validation SPEC (same forms)")
@@ -73,17 +86,14 @@ def _train(args):
 
         return launch_local_workers(_without_option(args.argv, "--workers"), args.workers)
     from keras_transformer.corpus import read_parallel_corpus
-    from keras_transformer.training import ModelOptions, TrainingSettings, train
+    from keras_transformer.config import ModelOptions
+    from keras_transformer.training import TrainingSettings, train
 
     given = {k: v for k, v in vars(args).items() if v is not None}
     given["tie_output_embedding"] = not args.no_tie_output_embedding
     model_options = ModelOptions(**{f.name: given[f.name] for f in dataclasses.fields(ModelOptions) if f.name in given})
     settings = TrainingSettings(
         **{f.name: given[f.name] for f in dataclasses.fields(TrainingSettings) if f.name in given})
-    # Validate the model options before reading any data.
-    from keras_transformer.config import TransformerConfig
-
-    TransformerConfig(source_vocab_size=8, target_vocab_size=8, **vars(model_options))
     columns = dict(source_column=args.source_column, target_column=args.target_column)
     train_pairs, stats = read_parallel_corpus(args.data, max_pairs=args.max_pairs, **columns)
     print(f"Read {args.data}: {stats.kept} pairs ({stats.skipped_empty} skipped with an empty side)")
@@ -124,7 +134,7 @@ def _without_option(argv, option):
 def _add_demo_parser(commands):
     p = commands.add_parser("demo", help="built-in English→Hindi corpus: train, export, translate, score")
     p.add_argument("--out", default="runs/demo", help="directory for the run (default: runs/demo)")
-    p.set_defaults(handler=lambda args: __import__("keras_transformer.demo", fromlist=["run_demo"]).run_demo(args.out))
+    p.set_defaults(handler=lambda args: __import__("keras_transformer.cli.demo", fromlist=["run_demo"]).run_demo(args.out))
 
 
 def _add_export_parser(commands):
@@ -138,8 +148,8 @@ def _add_export_parser(commands):
 
 
 def _export(args):
-    from export.exporter import export_bundle
-    from export.onnx_graphs import OPSET
+    from keras_transformer.export.exporter import export_bundle
+    from keras_transformer.export.onnx_graphs import OPSET
 
     export_bundle(args.run, args.out, int8=args.int8, opset=args.opset or OPSET, force=args.force)
 
@@ -164,8 +174,162 @@ def _add_attention_parser(commands):
     p.add_argument("text", metavar="TEXT", help="the source sentence")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--max-length", type=int, help="most generated tokens, EOS included")
+    p.add_argument("--beam-size", type=int, metavar="N", default=1, help="1 = greedy (default), N = beam search")
     p.set_defaults(handler=lambda args: __import__("keras_transformer.attention_maps",
                                                    fromlist=["run_attention"]).run_attention(args))
+
+
+class _IntermixedArgumentParser(argparse.ArgumentParser):
+    """Lets options stand between positionals, as in `translate BUNDLE --beam-size 4 TEXT`: plain
+    argparse fills the nargs="*" TEXT with nothing at the first option and then rejects TEXT
+    (bpo-14191). `parse_known_intermixed_args` calls `parse_known_args` itself, hence the flag."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
+def _add_translate_parser(commands):
+    p = commands.add_parser("translate", help="translate text with a bundle (onnxruntime) or a run (Keras)",
+                            description="Translate TEXT arguments, stdin lines, or an --input file, with an "
+                                        "exported bundle (onnxruntime only) or a run directory (the Keras "
+                                        "model; needs the training extras).")
+    p.__class__ = _IntermixedArgumentParser  # subparsers are built by the parent's parser class
+    p.add_argument("bundle", metavar="BUNDLE|RUN", help="bundle directory written by `export`, or run directory "
+                                                        "written by `train`")
+    p.add_argument("texts", metavar="TEXT", nargs="*", help="texts to translate (default: stdin lines)")
+    p.add_argument("--input", metavar="FILE", help="translate the lines of FILE (UTF-8), with a progress line")
+    p.add_argument("--output", metavar="FILE", help="write the translations to FILE (atomically), not stdout")
+    p.add_argument("--beam-size", type=int, metavar="N", default=1,
+                   help="1 = greedy (default), N = beam search with N beams")
+    p.add_argument("--max-length", type=int, metavar="N",
+                   help="most target tokens per sentence (default and cap: the bundle's max_target_length)")
+    p.add_argument("--length-penalty", type=float, metavar="ALPHA", default=1.0,
+                   help="beam search length penalty alpha (default 1.0)")
+    p.add_argument("--batch-size", type=int, metavar="N", default=32, help="sentences per batch (default 32)")
+    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads per session (default: 1, fastest for decoding steps)")
+    p.set_defaults(handler=_translate)
+
+
+def _translate(args) -> int:
+    try:
+        return _run_translate(args)
+    except BrokenPipeError:  # `... | head -1`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at interpreter exit
+        return 1
+
+
+def _run_translate(args) -> int:
+    from keras_transformer.serve.decoding_options import DecodingOptions
+    from keras_transformer.translation import is_run_dir, load_translator
+
+    if args.input and args.texts:
+        raise ValueError("expected TEXT arguments or --input FILE, got both")
+    DecodingOptions(**_decoding_options(args))  # checks the options before loading anything
+    if is_run_dir(args.bundle):  # the Keras model itself: needs the training extras
+        _import_tensorflow_quietly()
+    translator = load_translator(args.bundle, threads=args.threads)
+    options = _decoding_options(args)
+    if args.input:
+        lines = text_io.read_lines(args.input)
+        started = time.perf_counter()
+        bar = text_io.ProgressLine(len(lines), label=Path(args.input).name)
+        translations = _translate_quietly(translator, lines, progress=bar.advance, **options)
+        bar.close(f"translated {len(lines)} lines in {time.perf_counter() - started:.1f}s")
+    elif args.texts:
+        translations = _translate_quietly(translator, args.texts, **options)
+    elif args.output:
+        translations = _translate_quietly(translator, list(text_io.stdin_lines()), **options)
+    else:  # stream: translate stdin in chunks, one line per line, flushed as it goes
+        for chunk in text_io.chunks(text_io.stdin_lines(), args.batch_size, flush_each=sys.stdin.isatty()):
+            for translation in _translate_quietly(translator, chunk, **options):
+                print(text_io.one_line(translation), flush=True)
+        return 0
+    if args.output:
+        text_io.write_atomically(args.output, "".join(text_io.one_line(t) + "\n" for t in translations))
+    else:
+        for translation in translations:
+            print(text_io.one_line(translation))
+    return 0
+
+
+def _decoding_options(args) -> dict:
+    """The `DecodingOptions` fields given on the command line (validated by `DecodingOptions`)."""
+    return dict(beam_size=args.beam_size, max_length=args.max_length, batch_size=args.batch_size,
+                length_penalty=args.length_penalty)
+
+
+def _translate_quietly(translator, texts, **options):
+    """`translator.translate`, with its warnings printed as one stderr line each instead of a source excerpt."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        translations = translator.translate(texts, **options)
+    for warning in caught:
+        print(f"keras-transformer translate: warning: {warning.message}", file=sys.stderr)
+    return translations
+
+
+# --- serve --------------------------------------------------------------------------------------
+
+
+def _add_serve_parser(commands):
+    p = commands.add_parser("serve", help="HTTP translation server (needs the [http] extra)",
+                            description="POST /translate {\"texts\": [...], \"beam_size\": 1}; GET /health.")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `export`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, metavar="PORT", default=8000, help="TCP port (default 8000)")
+    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads per session (default: 1, fastest for decoding steps)")
+    p.add_argument("--workers", type=int, metavar="N", default=1,
+                   help="translations run at once, each in a worker thread (default 1)")
+    p.add_argument("--max-queue", type=int, metavar="N",
+                   help="requests that may wait for a worker; beyond, 503 (default 2 x workers + 8)")
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from keras_transformer.serve import http_server
+    except ImportError as error:
+        missing = getattr(error, "name", None) or "starlette"
+        raise RuntimeError(f"the serve command needs the HTTP extra ({missing} is not installed): "
+                           f"{HTTP_EXTRA_HINT}") from None
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port: expected 0..65535, got {args.port}")
+    from keras_transformer.serve.translator import Translator
+
+    translator = Translator(args.bundle, threads=args.threads)
+    http_server.run_server(translator, host=args.host, port=args.port, workers=args.workers,
+                           max_queue=args.max_queue)
+    return 0
+
+
+def _add_web_parser(commands):
+    p = commands.add_parser("web", help="serve the browser page that translates with the bundle (onnxruntime-web)",
+                            description="Serves a static page and the bundle's files (read-only); the page "
+                                        "translates in the browser with onnxruntime-web.")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `export`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, metavar="PORT", default=8080, help="TCP port (default 8080)")
+    p.set_defaults(handler=_web)
+
+
+def _web(args) -> int:
+    from keras_transformer.serve.web_server import run_web_server
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port: expected 0..65535, got {args.port}")
+    run_web_server(args.bundle, host=args.host, port=args.port)
+    return 0
 
 
 def _import_tensorflow_quietly():
@@ -199,16 +363,16 @@ def _import_tensorflow_quietly():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keras-transformer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="keras-transformer", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo_parser(commands)
     _add_train_parser(commands)
     _add_export_parser(commands)
     _add_evaluate_parser(commands)
     _add_attention_parser(commands)
-    from serve.cli import add_serve_commands  # translate, serve: TensorFlow-free
-
-    add_serve_commands(commands)
+    _add_translate_parser(commands)  # translate (bundle), serve and web import no TensorFlow
+    _add_serve_parser(commands)
+    _add_web_parser(commands)
     return parser
 
 
@@ -223,7 +387,7 @@ def main(argv=None) -> int:
     except ModuleNotFoundError as error:
         if error.name and error.name.split(".")[0] in TRAINING_MODULES:
             print(f"keras-transformer {args.command}: error: this command needs the training extras "
-                  f"({error.name} is not installed): pip install 'keras-transformer[train]'", file=sys.stderr)
+                  f"({error.name} is not installed): pip install 'keras-transformer-nmt[train]'", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:

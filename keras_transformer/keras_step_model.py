@@ -1,8 +1,12 @@
-"""Decoding with the Keras model itself, through the same loop `serve/` uses.
+"""`KerasStepModel`: the Keras model's own cached decoder step, as a `serve.decoding.StepModel`.
 
-`KerasStepModel` implements `serve.decoding.StepModel` on the decoder's cached `step` (compiled
-with `tf.function`), so Keras and onnxruntime decoding differ only in who computes a step: that is
-what the export's token-for-token parity check compares.
+`start` runs the encoder and the per-layer cross-attention keys/values once per batch; `step` runs
+`Decoder.step` (compiled with `tf.function`) for one token with the key/value cache; `select`
+gathers rows. The `Translator` front end runs over it exactly as over the ONNX bundle, so Keras and
+onnxruntime decoding differ only in who computes a step: that is what the export's token-for-token
+parity check compares, and what `keras-transformer translate RUN_DIR` uses.
+
+    >>> translator = Translator.for_model(KerasStepModel(model), source_tok, target_tok, 64, 64)
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ import warnings
 import numpy as np
 
 from keras_transformer.model import config_of, decoder_of, encoder_of
-from serve import decoding
-from serve.bundle_format import BOS_ID, EOS_ID, PAD_ID
+from keras_transformer.serve.bundle_format import PAD_ID
 
 
 # The first decoding step attends over one cached key: a size-1 softmax, which is correct here.
@@ -21,6 +24,8 @@ warnings.filterwarnings("ignore", message="You are using a softmax over axis -1 
 
 
 class KerasStepModel:
+    """Encoder + cached decoder step of a `build_transformer` model; the state is a dict of numpy arrays."""
+
     def __init__(self, model):
         import tensorflow as tf
 
@@ -58,31 +63,3 @@ class KerasStepModel:
         return {"cross": [(take(k), take(v)) for k, v in state["cross"]],
                 "past": [(take(k), take(v)) for k, v in state["past"]],
                 "source_mask": take(state["source_mask"])}
-
-
-def pad_batch(rows: list[list[int]]) -> np.ndarray:
-    """Token id lists -> int32 (B, max length), right-padded with PAD_ID."""
-    out = np.full((len(rows), max(len(r) for r in rows)), PAD_ID, dtype=np.int32)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
-
-
-def greedy_token_ids(step_model, sources: list[list[int]], max_length: int, batch_size: int = 32) -> list[list[int]]:
-    """Greedy output ids for source id lists (EOS included), in batches, with any model that has
-    `start(source_ids)` plus the `serve.decoding.StepModel` methods (Keras or onnxruntime)."""
-    outputs = []
-    for start in range(0, len(sources), batch_size):
-        batch = pad_batch(sources[start:start + batch_size])
-        outputs += decoding.greedy_decode(step_model, step_model.start(batch), len(batch), BOS_ID, EOS_ID, max_length)
-    return outputs
-
-
-def keras_greedy_translate(model, source_tokenizer, target_tokenizer, texts, batch_size=64, max_length=None):
-    """Greedy translations of `texts` with the Keras model: (texts, token id lists)."""
-    step_model = KerasStepModel(model)
-    max_length = max_length or step_model.config.max_target_length
-    limit = step_model.config.max_source_length - 1
-    sources = [ids[:limit] + [EOS_ID] for ids in source_tokenizer.encode_batch(list(texts))]
-    outputs = greedy_token_ids(step_model, sources, max_length, batch_size)
-    return [target_tokenizer.decode(ids) for ids in outputs], outputs

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from keras_transformer.run_dir import RunDir, RunDirError
-from keras_transformer.training import ModelOptions, TrainingSettings
+from keras_transformer.config import ModelOptions
+from keras_transformer.training import TrainingSettings
 
 DEMO_SEED = 0
 DEMO_TEST_PAIRS = 500
@@ -35,10 +36,10 @@ def _is_previous_demo(run: RunDir) -> bool:
 def run_demo(out="runs/demo") -> int:
     from keras_transformer.corpus import write_tsv
     from keras_transformer.demo_corpus import generate_demo_corpus
-    from export.exporter import export_bundle
+    from keras_transformer.export.exporter import export_bundle
     from keras_transformer.evaluation import score_translations
     from keras_transformer.training import train
-    from serve import Translator
+    from keras_transformer.serve import Translator
 
     started = time.perf_counter()
     run = RunDir(out)

@@ -1,0 +1,120 @@
+"""`DecodingOptions`: how to decode, validated in one place for the Python API, the CLI and HTTP.
+
+    >>> DecodingOptions(beam_size=4, length_penalty=0.6)
+    DecodingOptions(beam_size=4, max_length=None, length_penalty=0.6, batch_size=32)
+    >>> DecodingOptions(beam_size=0)
+    ValueError: beam_size: expected an int >= 1, got 0
+
+`Translator.translate(texts, **options)` builds one from its keyword arguments; the CLI passes its
+flags through the same keywords; the HTTP server parses a JSON body with `from_json`, which reports
+types in JSON's words ("expected an integer, got string") and can apply the server's tighter bounds
+(`JsonLimits`). Every message starts with the option's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """Args:
+        beam_size: 1 for greedy decoding, K > 1 for beam search with K beams.
+        max_length: most target tokens per sentence, EOS included; None (or anything above the
+            model's `max_target_length`, where positional encodings end) means that maximum.
+        length_penalty: alpha of the GNMT length penalty that ranks beams (0: raw log-prob sum).
+        batch_size: sentences per encoder/decoder batch (sorted by source length first).
+
+    Raises:
+        TypeError: an option of the wrong type ("beam_size: expected an int, got str").
+        ValueError: a value out of range ("beam_size: expected an int >= 1, got 0").
+    """
+
+    beam_size: int = 1
+    max_length: int | None = None
+    length_penalty: float = 1.0
+    batch_size: int = 32
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            checked = _check(field.name, value, _PYTHON_WORDS, **_BOUNDS[field.name])
+            object.__setattr__(self, field.name, checked)
+
+    def capped_max_length(self, model_max_length: int) -> int:
+        """`max_length`, or the model's maximum when None or larger."""
+        return model_max_length if self.max_length is None else min(self.max_length, model_max_length)
+
+    @classmethod
+    def from_json(cls, values: dict, limits: "JsonLimits | None" = None) -> "DecodingOptions":
+        """Options from a parsed JSON object (only the option fields), phrased in JSON's type names.
+
+        Raises:
+            ValueError: "beam_size: expected an integer 1..16, got 17", "length_penalty: expected
+                a number, got string", an unknown field, ...
+        """
+        limits = limits or JsonLimits()
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"expected fields {', '.join(names)}, got unknown field {unknown[0]!r}")
+        checked = {}
+        for name, value in values.items():
+            bounds = {**_BOUNDS[name], **limits.bounds.get(name, {})}
+            if value is None and not bounds["optional"]:
+                value = getattr(cls, name)  # JSON null = the default
+            checked[name] = _check(name, value, _JSON_WORDS, **bounds)
+        return cls(**checked)
+
+
+@dataclass(frozen=True)
+class JsonLimits:
+    """Tighter bounds a server puts on client-chosen options (resource caps), by field name."""
+
+    bounds: dict = dataclasses.field(default_factory=dict)
+
+
+# Per field: the kind of value and its range (high None = unbounded); optional = None is allowed.
+_BOUNDS = {
+    "beam_size": dict(kind="int", low=1, high=None, optional=False),
+    "max_length": dict(kind="int", low=1, high=None, optional=True),
+    "length_penalty": dict(kind="float", low=None, high=None, optional=False),
+    "batch_size": dict(kind="int", low=1, high=None, optional=False),
+}
+
+# How messages name kinds and types: Python's words for the API, JSON's for HTTP bodies.
+_PYTHON_WORDS = {"int": "an int", "float": "a float", "type": lambda value: type(value).__name__}
+_JSON_WORDS = {"int": "an integer", "float": "a number", "type": lambda value: json_type_name(value)}
+
+
+def _check(name, value, words, kind, low, high, optional):
+    if value is None and optional:
+        return None
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    is_number = is_int or (isinstance(value, (float, np.floating)) and not isinstance(value, bool))
+    if not (is_int if kind == "int" else is_number):
+        raise TypeError(f"{name}: expected {words[kind]}, got {words['type'](value)}")
+    value = int(value) if kind == "int" else float(value)
+    if kind == "float" and not math.isfinite(value) and low is None and high is None:
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    in_range = math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+    if not in_range:
+        bounds = f"{low:g}..{high:g}" if high is not None else f">= {low:g}"
+        wanted = f"{words['int']} {bounds}" if kind == "int" else f"a number in {bounds}"
+        raise ValueError(f"{name}: expected {wanted}, got {value}")
+    return value
+
+
+def json_type_name(value) -> str:
+    """The JSON name of a parsed value's type: string, number, boolean, null, array, object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
