@@ -215,6 +215,21 @@ def _add_translate_parser(commands):
                    help="beam search length penalty alpha (default 1.0)")
     p.add_argument("--batch-size", type=int, metavar="N", default=32, help="sentences per batch (default 32)")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads per session (default: 1, fastest for decoding steps)")
+    p.add_argument("--n-best", type=int, metavar="N", default=1, dest="num_hypotheses",
+                   help="print the N best hypotheses per text, N lines each (N <= --beam-size)")
+    p.add_argument("--scores", action="store_true",
+                   help="print each hypothesis as SCORE<TAB>TEXT (length-normalized log-probability)")
+    p.add_argument("--sampling-topk", type=int, metavar="K", default=1,
+                   help="1 = most likely token (default); K > 1 = sample among the K most likely; 0 = all")
+    p.add_argument("--sampling-topp", type=float, metavar="P", default=1.0, help="nucleus sampling: top-p mass (default 1)")
+    p.add_argument("--sampling-temperature", type=float, metavar="T", default=1.0, help="sampling temperature (default 1)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
+    p.add_argument("--no-repeat-ngram-size", type=int, metavar="N", default=0,
+                   help="never repeat an n-gram of this size in an output (default 0: off)")
+    p.add_argument("--repetition-penalty", type=float, metavar="P", default=1.0,
+                   help="penalize tokens already generated (> 1; default 1: off)")
+    p.add_argument("--stream", action="store_true",
+                   help="print each translation as it is decoded, token by token (greedy or sampling)")
     p.set_defaults(handler=_translate)
 
 
@@ -237,43 +252,71 @@ def _run_translate(args) -> int:
         _import_tensorflow_quietly()
     translator = load_translator(args.bundle, threads=args.threads)
     options = _decoding_options(args)
+    if args.stream:
+        if args.output or args.num_hypotheses > 1:
+            raise ValueError("--stream prints to stdout one hypothesis at a time: expected no --output and no --n-best")
+        texts = text_io.read_lines(args.input) if args.input else args.texts or text_io.stdin_lines()
+        for text in texts:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for piece in translator.stream(text, **options):
+                    print(text_io.one_line(piece), end="", flush=True)
+            print(flush=True)
+            _report(caught)
+        return 0
     if args.input:
         lines = text_io.read_lines(args.input)
         started = time.perf_counter()
         bar = text_io.ProgressLine(len(lines), label=Path(args.input).name)
-        translations = _translate_quietly(translator, lines, progress=bar.advance, **options)
+        translations = _translate_quietly(translator, lines, args, progress=bar.advance, **options)
         bar.close(f"translated {len(lines)} lines in {time.perf_counter() - started:.1f}s")
     elif args.texts:
-        translations = _translate_quietly(translator, args.texts, **options)
+        translations = _translate_quietly(translator, args.texts, args, **options)
     elif args.output:
-        translations = _translate_quietly(translator, list(text_io.stdin_lines()), **options)
-    else:  # stream: translate stdin in chunks, one line per line, flushed as it goes
+        translations = _translate_quietly(translator, list(text_io.stdin_lines()), args, **options)
+    else:  # translate stdin in chunks, one line per line, flushed as it goes
         for chunk in text_io.chunks(text_io.stdin_lines(), args.batch_size, flush_each=sys.stdin.isatty()):
-            for translation in _translate_quietly(translator, chunk, **options):
-                print(text_io.one_line(translation), flush=True)
+            for line in _translate_quietly(translator, chunk, args, **options):
+                print(line, flush=True)
         return 0
     if args.output:
-        text_io.write_atomically(args.output, "".join(text_io.one_line(t) + "\n" for t in translations))
+        text_io.write_atomically(args.output, "".join(line + "\n" for line in translations))
     else:
-        for translation in translations:
-            print(text_io.one_line(translation))
+        for line in translations:
+            print(line)
     return 0
 
 
 def _decoding_options(args) -> dict:
     """The `DecodingOptions` fields given on the command line (validated by `DecodingOptions`)."""
     return dict(beam_size=args.beam_size, max_length=args.max_length, batch_size=args.batch_size,
-                length_penalty=args.length_penalty)
+                length_penalty=args.length_penalty, num_hypotheses=args.num_hypotheses, return_scores=args.scores,
+                sampling_topk=args.sampling_topk, sampling_topp=args.sampling_topp,
+                sampling_temperature=args.sampling_temperature, seed=args.seed,
+                no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty)
 
 
-def _translate_quietly(translator, texts, **options):
-    """`translator.translate`, with its warnings printed as one stderr line each instead of a source excerpt."""
+def _translate_quietly(translator, texts, args, progress=None, **options) -> list[str]:
+    """The output lines for `texts`: one per text, or --n-best per text, each `SCORE\tTEXT` with
+    --scores; the translator's warnings are printed as one stderr line each."""
+    from keras_transformer.serve.decoding_options import DecodingOptions
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        translations = translator.translate(texts, **options)
+        results = translator.translate_batch(texts, DecodingOptions(**options), progress=progress)
+    _report(caught)
+    lines = []
+    for result in results:
+        hypotheses = result.hypotheses or [None] * args.num_hypotheses  # a blank text: blank lines
+        for hypothesis in hypotheses:
+            text = text_io.one_line(hypothesis.text) if hypothesis else ""
+            lines.append(f"{hypothesis.score:.4f}\t{text}" if args.scores and hypothesis else text)
+    return lines
+
+
+def _report(caught) -> None:
     for warning in caught:
         print(f"keras-transformer translate: warning: {warning.message}", file=sys.stderr)
-    return translations
 
 
 # --- serve --------------------------------------------------------------------------------------

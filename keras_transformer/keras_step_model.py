@@ -58,6 +58,11 @@ class KerasStepModel:
                                      state["past"], state["cross"], state["source_mask"])
         return logits.numpy(), {**state, "past": [(k.numpy(), v.numpy()) for k, v in present]}
 
+    def reorder_beams(self, state, rows):
+        """`select` for rows within their sentence: only the self-attention cache moves."""
+        take = lambda a: np.take(a, rows, axis=0)  # noqa: E731
+        return {**state, "past": [(take(k), take(v)) for k, v in state["past"]]}
+
     def select(self, state, rows):
         take = lambda a: np.take(a, rows, axis=0)  # noqa: E731
         return {"cross": [(take(k), take(v)) for k, v in state["cross"]],

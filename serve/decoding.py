@@ -1,7 +1,8 @@
-"""The decoding loop: greedy search and batched beam search over a cached decoder step, in numpy.
+"""The decoding loop: greedy search (or sampling) and batched beam search over a cached decoder step, in numpy.
 
-Model-agnostic: the loop sees the decoder only through a `StepModel`, which `serve` implements
-with an onnxruntime session and the tests with fake step functions. It imports nothing but numpy.
+Model-agnostic: the loop sees the decoder only through a `StepModel`, which the ONNX bundle and the
+Keras model implement and the tests fake. It imports nothing but numpy and its sibling
+`logits_processing` (penalties, n-gram bans, sampling).
 
 Every sentence starts from BOS at position 0. Each step feeds one new token per row and gets the
 logits of the next one; the model's state (encoder keys/values, source mask, self-attention cache)
@@ -14,29 +15,41 @@ Lengths: `max_length` caps the generated tokens per sentence, EOS included. A hy
 (`len` below) counts the tokens it generated, its EOS included; a beam still unfinished at
 `max_length` has `len = max_length`. Returned token lists hold neither BOS nor EOS.
 
-Beam scores use the GNMT length penalty (Wu et al., 2016, eq. 14):
+Scores use the GNMT length penalty (Wu et al., 2016, eq. 14):
 
-    score = sum of log-probabilities / ((5 + len) / 6) ** alpha,     alpha = length_penalty
+    score = log_prob / ((5 + len) / 6) ** alpha,     alpha = length_penalty
 
-alpha = 0 gives the raw sum (favours short outputs); larger alpha favours longer ones.
+where log_prob is the sum of the generated tokens' log-probabilities (EOS included) under the
+model's distribution after any penalties. alpha = 0 gives the raw sum (favours short outputs).
 
 Example:
-    >>> state = encoder_state_for(source_batch)        # B rows
+    >>> state = model.start(source_ids)                 # B rows
     >>> greedy_decode(model, state, batch_size=B, bos_id=1, eos_id=2, max_length=64)
     [[412, 97, 18], [55, 18]]
+    >>> search(model, state, B, 1, 2, 64, SearchSettings(beam_size=4, num_hypotheses=2))[0]
+    [Hypothesis(tokens=[412, 97, 18], score=-0.61, log_prob=-1.2), Hypothesis(...)]
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from .logits_processing import LogitsSettings, apply_penalties, sample
 
 State = Any  # whatever the model keeps per row; only the model looks inside it
 
 
 class StepModel(Protocol):
     """A cached decoder: state holds everything per row (encoder K/V, source mask, self-attention cache)."""
+
+    def start(self, source_ids: np.ndarray) -> State:
+        """source_ids int32 (B, S), PAD-padded -> the state of B rows with nothing fed yet."""
+        ...
 
     def step(self, token_ids: np.ndarray, position: int, state: State) -> tuple[np.ndarray, State]:
         """token_ids int32 (B,) newest token per row; position = number of tokens already fed before this one (0 for BOS).
@@ -48,48 +61,70 @@ class StepModel(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """How to search, beyond the sizes: see `serve.decoding_options.DecodingOptions` for each field."""
+
+    beam_size: int = 1
+    num_hypotheses: int = 1
+    length_penalty: float = 1.0
+    return_scores: bool = False
+    logits: LogitsSettings = field(default_factory=LogitsSettings)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One output: tokens (no BOS/EOS), its score (what beam search ranks by) and its log-probability
+    (nan for greedy search unless scores were asked for)."""
+
+    tokens: list[int]
+    score: float
+    log_prob: float
+
+
+def search(model: StepModel, state: State, batch_size: int, bos_id: int, eos_id: int, max_length: int,
+           settings: SearchSettings = SearchSettings(), generators: list | None = None) -> list[list[Hypothesis]]:
+    """Decodes `batch_size` sentences; returns per sentence its `num_hypotheses` best, best first.
+
+    Args:
+        model, state: the cached decoder step and its state for `batch_size` rows, nothing fed yet.
+        bos_id, eos_id: the first token fed to every row; the token that ends a hypothesis.
+        max_length: most tokens generated per sentence, EOS included; at least 1.
+        settings: beam size, n-best, length penalty, penalties and sampling.
+        generators: one `numpy.random.Generator` per sentence, needed when sampling.
+
+    Raises:
+        ValueError: bad sizes, `num_hypotheses > beam_size`, sampling with beam_size > 1 or without
+            generators, or logits of the wrong shape.
+    """
+    _check_sizes(batch_size, max_length)
+    if settings.beam_size < 1:
+        raise ValueError(f"expected beam_size >= 1, got {settings.beam_size}")
+    if not 1 <= settings.num_hypotheses <= settings.beam_size:
+        raise ValueError(f"expected 1 <= num_hypotheses <= beam_size ({settings.beam_size}), "
+                         f"got {settings.num_hypotheses}")
+    if settings.logits.samples and (settings.beam_size > 1 or generators is None or len(generators) != batch_size):
+        raise ValueError("sampling needs beam_size 1 and one generator per sentence")
+    if batch_size == 0:
+        return []
+    if settings.beam_size == 1:
+        return [[hypothesis] for hypothesis in _greedy(model, state, batch_size, bos_id, eos_id, max_length,
+                                                       settings, generators)]
+    return _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
+
+
 def greedy_decode(
     model: StepModel, state: State, batch_size: int, bos_id: int, eos_id: int, max_length: int
 ) -> list[list[int]]:
-    """Decodes each sentence by always taking the most likely next token.
+    """Decodes each sentence by always taking the most likely next token; B token lists (no BOS/EOS).
 
     Ties go to the lowest token id (`np.argmax`). A sentence ends at EOS or after `max_length`
     generated tokens; its rows leave the batch as soon as it ends.
 
-    Args:
-        model: the cached decoder step.
-        state: the model's state for `batch_size` rows, one per sentence, nothing fed yet.
-        batch_size: number of sentences B.
-        bos_id: first token fed to every row.
-        eos_id: the token that ends a sentence.
-        max_length: most tokens generated per sentence, EOS included; at least 1.
-
-    Returns:
-        B token lists, without BOS and EOS.
-
     Raises:
         ValueError: if `batch_size < 0`, `max_length < 1`, or the model returns logits of the wrong shape.
     """
-    _check_sizes(batch_size, max_length)
-    if batch_size == 0:
-        return []
-    generated = np.full((batch_size, max_length), eos_id, dtype=np.int32)  # (B, T)
-    lengths = np.full(batch_size, max_length)  # (B,) tokens before EOS
-    sentences = np.arange(batch_size)  # (L,) sentence of each live row
-    tokens = np.full(batch_size, bos_id, dtype=np.int32)  # (L,)
-    for position in range(max_length):
-        logits, state = model.step(tokens, position, state)  # (L, V)
-        tokens = np.argmax(_checked_logits(logits, len(sentences)), axis=-1).astype(np.int32)  # (L,)
-        generated[sentences, position] = tokens
-        ended = tokens == eos_id  # (L,)
-        lengths[sentences[ended]] = position
-        if ended.all() or position + 1 == max_length:
-            break
-        if ended.any():
-            live = ~ended
-            state = model.select(state, np.flatnonzero(live))
-            sentences, tokens = sentences[live], tokens[live]
-    return [generated[i, : lengths[i]].tolist() for i in range(batch_size)]
+    return [hypotheses[0].tokens for hypotheses in search(model, state, batch_size, bos_id, eos_id, max_length)]
 
 
 def beam_search(
@@ -102,44 +137,166 @@ def beam_search(
     beam_size: int,
     length_penalty: float = 1.0,
 ) -> list[list[int]]:
-    """Batched beam search: returns, per sentence, its best hypothesis by length-penalized score.
-
-    Each step keeps the `beam_size` (K) best extensions per sentence over all K beams x V tokens.
-    Those among the K best candidates that end in EOS are set aside as finished hypotheses; the K
-    best candidates that do not end in EOS continue. At the first step only beam 0 is live, so no
-    duplicate beams appear. A sentence is decided once no live beam can still beat its best finished
-    hypothesis (log-probabilities only lower a beam's sum, so its best reachable score is its sum
-    over the largest penalty term among the lengths it can still finish with), or at `max_length`,
-    where unfinished beams compete as they are. Waiting for K finished hypotheses before stopping,
-    as some implementations do, could not change the one hypothesis returned. Ties are broken
-    deterministically: between candidates, the lower (beam, token) index; between hypotheses of
-    equal score, the one found first.
+    """Batched beam search: per sentence, its best hypothesis' tokens (see `search`, `_beam_search`).
 
     `beam_size == 1` is exactly `greedy_decode`.
-
-    Args:
-        model: the cached decoder step.
-        state: the model's state for `batch_size` rows, one per sentence, nothing fed yet.
-        batch_size: number of sentences B.
-        bos_id: first token fed to every row.
-        eos_id: the token that ends a hypothesis.
-        max_length: most tokens generated per sentence, EOS included; at least 1.
-        beam_size: beams per sentence K; at least 1.
-        length_penalty: alpha of the GNMT penalty `((5 + len) / 6) ** alpha`; 0 ranks by the raw sum.
-
-    Returns:
-        B token lists, without BOS and EOS.
-
-    Raises:
-        ValueError: if `batch_size < 0`, `max_length < 1`, `beam_size < 1`, or the model returns
-            logits of the wrong shape.
     """
-    _check_sizes(batch_size, max_length)
-    if beam_size < 1:
-        raise ValueError(f"expected beam_size >= 1, got {beam_size}")
-    if beam_size == 1:
-        return greedy_decode(model, state, batch_size, bos_id, eos_id, max_length)
-    return _beam_search(model, state, batch_size, bos_id, eos_id, max_length, beam_size, length_penalty)
+    settings = SearchSettings(beam_size=beam_size, length_penalty=length_penalty)
+    return [hypotheses[0].tokens for hypotheses in search(model, state, batch_size, bos_id, eos_id, max_length,
+                                                          settings)]
+
+
+# --- greedy search and sampling ---------------------------------------------------------------
+
+
+def greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, settings=SearchSettings(),
+                 generators=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Greedy search (or sampling) one step at a time: yields, after each step, the sentences of the
+    live rows (L,), the token each chose (L,) (EOS for a sentence that ended) and, when scores are
+    asked for, each token's log-probability (L,). What `search` and token streaming are built on."""
+    logits_settings = settings.logits
+    generated = np.zeros((batch_size, max_length), dtype=np.int32)  # (B, T) tokens so far
+    sentences = np.arange(batch_size)  # (L,) sentence of each live row
+    tokens = np.full(batch_size, bos_id, dtype=np.int32)  # (L,)
+    for position in range(max_length):
+        logits, state = model.step(tokens, position, state)  # (L, V)
+        logits = apply_penalties(_checked_logits(logits, len(sentences)), generated[sentences, :position],
+                                 logits_settings)
+        if logits_settings.samples:
+            tokens = sample(logits, logits_settings, [generators[s] for s in sentences])  # (L,)
+        else:
+            tokens = np.argmax(logits, axis=-1).astype(np.int32)  # (L,)
+        log_probs = None
+        if settings.return_scores:
+            log_probs = (np.take_along_axis(logits, tokens[:, None].astype(np.int64), axis=1)[:, 0].astype(np.float64)
+                         - log_sum_exp(logits)[:, 0])  # (L,)
+        generated[sentences, position] = tokens
+        yield sentences, tokens, log_probs
+        ended = tokens == eos_id  # (L,)
+        if ended.all() or position + 1 == max_length:
+            return
+        if ended.any():
+            live = ~ended
+            state = model.select(state, np.flatnonzero(live))
+            sentences, tokens = sentences[live], tokens[live]
+
+
+def _greedy(model, state, batch_size, bos_id, eos_id, max_length, settings, generators) -> list[Hypothesis]:
+    generated = np.full((batch_size, max_length), eos_id, dtype=np.int32)  # (B, T)
+    lengths = np.full(batch_size, max_length)  # (B,) tokens before EOS
+    log_probs = np.zeros(batch_size)  # (B,)
+    for position, (sentences, chosen, chosen_log_probs) in enumerate(
+            greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, settings, generators)):
+        generated[sentences, position] = chosen
+        lengths[sentences[chosen == eos_id]] = position
+        if chosen_log_probs is not None:
+            log_probs[sentences] += chosen_log_probs
+    outputs = [generated[i, : lengths[i]].tolist() for i in range(batch_size)]
+    if not settings.return_scores:
+        return [Hypothesis(tokens, math.nan, math.nan) for tokens in outputs]
+    generated_lengths = np.minimum(lengths + 1, max_length)  # EOS included
+    return [Hypothesis(tokens, float(log_probs[i] / length_penalty_term(int(generated_lengths[i]), settings.length_penalty)),
+                       float(log_probs[i])) for i, tokens in enumerate(outputs)]
+
+
+# --- beam search ------------------------------------------------------------------------------
+
+
+def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings) -> list[list[Hypothesis]]:
+    """Beam search with K = settings.beam_size beams per sentence; per sentence its N = num_hypotheses
+    best hypotheses by score, best first.
+
+    Each step keeps the K best extensions per sentence over all its beams x V tokens. Those among
+    the K best candidates that end in EOS are set aside as finished hypotheses; the K best
+    candidates that do not end in EOS continue. The first step runs on one row per sentence (only
+    beam 0 exists there), then the state is expanded to K rows. A sentence is decided once no live
+    beam can still beat its N-th best finished hypothesis (log-probabilities only lower a beam's
+    sum, so its best reachable score is its sum over the largest penalty term among the lengths it
+    can still finish with), or at `max_length`, where unfinished beams compete as they are. Ties are
+    broken deterministically: between candidates, the lower (beam, token) index; between hypotheses
+    of equal score, the one found first.
+
+    Reordering beams within a sentence moves only the per-beam tensors when the model offers
+    `reorder_beams(state, rows)` (the per-sentence encoder keys/values are the same in every beam);
+    `select` is used when sentences leave or the rows per sentence change.
+    """
+    K, N, alpha = settings.beam_size, settings.num_hypotheses, settings.length_penalty
+    reorder = getattr(model, "reorder_beams", model.select)
+    sentences = np.arange(batch_size)  # (L,) sentence of each live group of R rows
+    scores = np.zeros((batch_size, 1))  # (L, R) log-prob sum of each live beam; R = 1 at the first step
+    history = np.zeros((batch_size, 1, 0), dtype=np.int32)  # (L, R, t) tokens of each live beam
+    tokens = np.full(batch_size, bos_id, dtype=np.int32)  # (L*R,)
+    finished: list[list[tuple]] = [[] for _ in range(batch_size)]  # per sentence: (score, log_prob, tokens), best first
+    thresholds = np.full(batch_size, -np.inf)  # (B,) score of the N-th best finished hypothesis
+
+    for position in range(max_length):
+        (L, R), length = scores.shape, position + 1  # length: tokens per hypothesis after this step
+        logits, state = model.step(tokens, position, state)  # (L*R, V)
+        logits = apply_penalties(_checked_logits(logits, L * R), history.reshape(L * R, -1), settings.logits)
+        V = logits.shape[1]
+        # A sentence's 2K best candidates (beam, token) over its R*V can only use each beam's 2K best
+        # tokens, so only those are scored: (L*R, W) with W = min(2K, V), ties to the lower token id.
+        W = min(2 * K, V)
+        best_words = _top_k(logits, W)  # (L*R, W)
+        logprobs = np.take_along_axis(logits, best_words, axis=1).astype(np.float64) - log_sum_exp(logits)
+        candidates = (scores.reshape(L * R, 1) + logprobs).reshape(L, R * W)  # (L, R*W)
+        flat = (np.arange(R).reshape(1, R, 1) * V + best_words.reshape(L, R, W)).reshape(L, R * W)  # beam*V + token
+        order = np.lexsort((flat, -candidates), axis=1)[:, : 2 * K]  # (L, C) best first, ties: lower id
+        ranked_scores = np.take_along_axis(candidates, order, axis=1)  # (L, C)
+        beams, words = np.divmod(np.take_along_axis(flat, order, axis=1), V)  # (L, C) beam each extends, its token
+        is_eos = words == eos_id  # (L, C)
+
+        # EOS among the K best candidates finishes a hypothesis.
+        finished_sums = np.where(is_eos[:, :K], ranked_scores[:, :K], -np.inf)  # (L, min(K, C))
+        prefixes = np.take_along_axis(history, beams[:, :K, None], axis=1)  # (L, min(K, C), t)
+        _record_finished(finished, thresholds, sentences, finished_sums / length_penalty_term(length, alpha),
+                         finished_sums, prefixes, N)
+
+        # The K best candidates not ending in EOS continue (padded with dead beams if too few).
+        keep = np.argsort(is_eos, axis=1, kind="stable")[:, :K]  # (L, R') ranks, non-EOS first
+        scores = np.where(
+            np.take_along_axis(is_eos, keep, axis=1), -np.inf, np.take_along_axis(ranked_scores, keep, axis=1)
+        )  # (L, R')
+        beams = np.take_along_axis(beams, keep, axis=1)  # (L, R')
+        words = np.take_along_axis(words, keep, axis=1)  # (L, R')
+        history = np.concatenate(
+            [np.take_along_axis(history, beams[:, :, None], axis=1), words[:, :, None].astype(np.int32)], axis=2
+        )  # (L, R', t+1)
+
+        if length == max_length:  # at the cap, unfinished beams compete as they are
+            _record_finished(finished, thresholds, sentences, scores / length_penalty_term(length, alpha), scores,
+                             history, N)
+            break
+        reachable = _best_reachable(scores, length, max_length, alpha).max(axis=1)  # (L,)
+        live = thresholds[sentences] < reachable  # (L,)
+        if not live.any():
+            break
+        rows = (np.arange(L)[:, None] * R + beams)[live].reshape(-1)  # (L'*R',) reorder and drop at once
+        same_rows = live.all() and scores.shape[1] == R  # only beams move, within their sentence
+        state = reorder(state, rows) if same_rows else model.select(state, rows)
+        sentences, scores, history = sentences[live], scores[live], history[live]
+        tokens = words[live].reshape(-1).astype(np.int32)  # (L'*R',)
+    return [[Hypothesis(tokens, score, log_prob) for score, log_prob, tokens in hypotheses]
+            for hypotheses in finished]
+
+
+def _record_finished(finished, thresholds, sentences, scores, log_probs, sequences, n) -> None:
+    """Adds the hypotheses of `scores` (L, k) (sums `log_probs`, tokens `sequences` (L, k, t)) that
+    beat their sentence's N-th best to its list, keeping the n best, best first; on a tie the
+    earlier hypothesis stays ahead. Updates `thresholds`."""
+    for i, k in zip(*np.nonzero(scores > thresholds[sentences][:, None])):  # row by row, best candidate first
+        sentence, score = sentences[i], float(scores[i, k])
+        hypotheses = finished[sentence]
+        at = len(hypotheses)
+        while at > 0 and hypotheses[at - 1][0] < score:
+            at -= 1
+        hypotheses.insert(at, (score, float(log_probs[i, k]), sequences[i, k].tolist()))
+        del hypotheses[n:]
+        if len(hypotheses) == n:
+            thresholds[sentence] = hypotheses[-1][0]
+
+
+# --- helpers ---------------------------------------------------------------------------------
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -162,71 +319,6 @@ def log_sum_exp(logits: np.ndarray) -> np.ndarray:
 def length_penalty_term(length: int, alpha: float) -> float:
     """GNMT length penalty `((5 + length) / 6) ** alpha`; a hypothesis' score is its log-prob sum over this."""
     return ((5.0 + length) / 6.0) ** alpha
-
-
-# --- beam search internals --------------------------------------------------------------------
-
-
-def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, beam_size, alpha):
-    """The beam search of `beam_search`, for any beam_size >= 1 (arguments already checked)."""
-    if batch_size == 0:
-        return []
-    K = beam_size
-    state = model.select(state, np.repeat(np.arange(batch_size), K))  # row b*K + k: beam k of sentence b
-    sentences = np.arange(batch_size)  # (L,) sentence of each live group of K rows
-    scores = np.full((batch_size, K), -np.inf)  # (L, K) log-prob sum of each live beam
-    scores[:, 0] = 0.0  # only beam 0 is live at the first step
-    history = np.zeros((batch_size, K, 0), dtype=np.int32)  # (L, K, t) tokens of each live beam
-    tokens = np.full(batch_size * K, bos_id, dtype=np.int32)  # (L*K,)
-    best_scores = np.full(batch_size, -np.inf)  # (B,) score of the best finished hypothesis
-    best_tokens: list[list[int]] = [[] for _ in range(batch_size)]
-    beam_ids = np.arange(K).reshape(1, K, 1)
-
-    for position in range(max_length):
-        L, length = len(sentences), position + 1  # length: tokens per hypothesis after this step
-        logits, state = model.step(tokens, position, state)  # (L*K, V)
-        logits = _checked_logits(logits, L * K)
-        V = logits.shape[1]
-        # A sentence's 2K best candidates (beam, token) over its K*V can only use each beam's 2K best
-        # tokens, so only those are scored: (L*K, W) with W = min(2K, V), ties to the lower token id.
-        W = min(2 * K, V)
-        best_words = _top_k(logits, W)  # (L*K, W)
-        logprobs = np.take_along_axis(logits, best_words, axis=1).astype(np.float64) - log_sum_exp(logits)
-        candidates = (scores.reshape(L * K, 1) + logprobs).reshape(L, K * W)  # (L, K*W)
-        flat = (beam_ids * V + best_words.reshape(L, K, W)).reshape(L, K * W)  # (L, K*W) beam*V + token
-        order = np.lexsort((flat, -candidates), axis=1)[:, : min(2 * K, K * V)]  # (L, C) best first, ties: lower id
-        ranked_scores = np.take_along_axis(candidates, order, axis=1)  # (L, C)
-        beams, words = np.divmod(np.take_along_axis(flat, order, axis=1), V)  # (L, C) beam each extends, its token
-        is_eos = words == eos_id  # (L, C)
-
-        # EOS among the K best candidates finishes a hypothesis.
-        finished = np.where(is_eos[:, :K], ranked_scores[:, :K], -np.inf)  # (L, K)
-        prefixes = np.take_along_axis(history, beams[:, :K, None], axis=1)  # (L, K, t)
-        _record_best(best_scores, best_tokens, sentences, finished / length_penalty_term(length, alpha), prefixes)
-
-        # The K best candidates not ending in EOS continue (padded with dead beams if too few).
-        keep = np.argsort(is_eos, axis=1, kind="stable")[:, :K]  # (L, K) ranks, non-EOS first
-        scores = np.where(
-            np.take_along_axis(is_eos, keep, axis=1), -np.inf, np.take_along_axis(ranked_scores, keep, axis=1)
-        )  # (L, K)
-        beams = np.take_along_axis(beams, keep, axis=1)  # (L, K)
-        words = np.take_along_axis(words, keep, axis=1)  # (L, K)
-        history = np.concatenate(
-            [np.take_along_axis(history, beams[:, :, None], axis=1), words[:, :, None].astype(np.int32)], axis=2
-        )  # (L, K, t+1)
-
-        if length == max_length:  # at the cap, unfinished beams compete as they are
-            _record_best(best_scores, best_tokens, sentences, scores / length_penalty_term(length, alpha), history)
-            break
-        reachable = _best_reachable(scores, length, max_length, alpha).max(axis=1)  # (L,)
-        live = best_scores[sentences] < reachable  # (L,)
-        if not live.any():
-            break
-        rows = (np.arange(L)[:, None] * K + beams)[live].reshape(-1)  # (L'*K,) reorder and drop at once
-        state = model.select(state, rows)
-        sentences, scores, history = sentences[live], scores[live], history[live]
-        tokens = words[live].reshape(-1).astype(np.int32)  # (L'*K,)
-    return best_tokens
 
 
 def _top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -267,16 +359,6 @@ def _best_reachable(scores: np.ndarray, length: int, max_length: int, alpha: flo
     over the lengths they can still finish with, `length + 1 .. max_length` (the term is monotone)."""
     term = max(length_penalty_term(length + 1, alpha), length_penalty_term(max_length, alpha))
     return scores / term
-
-
-def _record_best(best_scores, best_tokens, sentences, scores, sequences) -> None:
-    """Keeps, per sentence, the best of the hypotheses `scores` (L, K) with tokens `sequences`
-    (L, K, t) if it beats that sentence's best so far; on a tie the earlier hypothesis stays."""
-    beam = np.argmax(scores, axis=1)  # (L,) first best
-    top = scores[np.arange(len(sentences)), beam]  # (L,)
-    for i in np.flatnonzero(top > best_scores[sentences]):  # per-sentence bookkeeping
-        best_scores[sentences[i]] = top[i]
-        best_tokens[sentences[i]] = sequences[i, beam[i]].tolist()
 
 
 # --- checks -----------------------------------------------------------------------------------

@@ -38,12 +38,30 @@ class DecodingOptions:
     max_length: int | None = None
     length_penalty: float = 1.0
     batch_size: int = 32
+    num_hypotheses: int = 1
+    return_scores: bool = False
+    sampling_topk: int = 1
+    sampling_topp: float = 1.0
+    sampling_temperature: float = 1.0
+    seed: int | None = None
+    no_repeat_ngram_size: int = 0
+    repetition_penalty: float = 1.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             checked = _check(field.name, value, _PYTHON_WORDS, **_BOUNDS[field.name])
             object.__setattr__(self, field.name, checked)
+        if self.num_hypotheses > self.beam_size:
+            raise ValueError(f"num_hypotheses: expected at most beam_size ({self.beam_size}), got "
+                             f"{self.num_hypotheses}")
+        if self.sampling_topk != 1 and self.beam_size != 1:
+            raise ValueError(f"sampling_topk: sampling (top-k != 1) needs beam_size 1, got beam_size {self.beam_size}")
+
+    @property
+    def samples(self) -> bool:
+        """True when tokens are drawn at random (sampling_topk != 1) rather than taken by argmax."""
+        return self.sampling_topk != 1
 
     def capped_max_length(self, model_max_length: int) -> int:
         """`max_length`, or the model's maximum when None or larger."""
@@ -84,16 +102,28 @@ _BOUNDS = {
     "max_length": dict(kind="int", low=1, high=None, optional=True),
     "length_penalty": dict(kind="float", low=None, high=None, optional=False),
     "batch_size": dict(kind="int", low=1, high=None, optional=False),
+    "num_hypotheses": dict(kind="int", low=1, high=None, optional=False),
+    "return_scores": dict(kind="bool", low=None, high=None, optional=False),
+    "sampling_topk": dict(kind="int", low=0, high=None, optional=False),
+    "sampling_topp": dict(kind="float", low=1e-9, high=1.0, optional=False),
+    "sampling_temperature": dict(kind="float", low=1e-6, high=None, optional=False),
+    "seed": dict(kind="int", low=0, high=2**32 - 1, optional=True),
+    "no_repeat_ngram_size": dict(kind="int", low=0, high=None, optional=False),
+    "repetition_penalty": dict(kind="float", low=1e-6, high=None, optional=False),
 }
 
 # How messages name kinds and types: Python's words for the API, JSON's for HTTP bodies.
-_PYTHON_WORDS = {"int": "an int", "float": "a float", "type": lambda value: type(value).__name__}
-_JSON_WORDS = {"int": "an integer", "float": "a number", "type": lambda value: json_type_name(value)}
+_PYTHON_WORDS = {"int": "an int", "float": "a float", "bool": "a bool", "type": lambda value: type(value).__name__}
+_JSON_WORDS = {"int": "an integer", "float": "a number", "bool": "a boolean", "type": lambda value: json_type_name(value)}
 
 
 def _check(name, value, words, kind, low, high, optional):
     if value is None and optional:
         return None
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected {words['bool']}, got {words['type'](value)}")
+        return bool(value)
     is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
     is_number = is_int or (isinstance(value, (float, np.floating)) and not isinstance(value, bool))
     if not (is_int if kind == "int" else is_number):
@@ -103,7 +133,11 @@ def _check(name, value, words, kind, low, high, optional):
         raise ValueError(f"{name}: expected a finite number, got {value}")
     in_range = math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
     if not in_range:
-        bounds = f"{low:g}..{high:g}" if high is not None else f">= {low:g}"
+        if kind == "float" and low is not None and 0 < low < 1e-3:  # "> 0", said plainly
+            bounds = f"in (0, {high:g}]" if high is not None else "> 0"
+            raise ValueError(f"{name}: expected a number {bounds}, got {value}")
+        show = (lambda bound: str(int(bound))) if kind == "int" else (lambda bound: f"{bound:g}")
+        bounds = f"{show(low)}..{show(high)}" if high is not None else f">= {show(low)}"
         wanted = f"{words['int']} {bounds}" if kind == "int" else f"a number in {bounds}"
         raise ValueError(f"{name}: expected {wanted}, got {value}")
     return value
@@ -118,3 +152,17 @@ def json_type_name(value) -> str:
     if isinstance(value, (int, float)):
         return "number"
     return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def search_settings(options: DecodingOptions):
+    """The decoding loop's view of `options` (`serve.decoding.SearchSettings`)."""
+    from .decoding import SearchSettings
+    from .logits_processing import LogitsSettings
+
+    return SearchSettings(
+        beam_size=options.beam_size, num_hypotheses=options.num_hypotheses, length_penalty=options.length_penalty,
+        return_scores=options.return_scores,
+        logits=LogitsSettings(repetition_penalty=options.repetition_penalty,
+                              no_repeat_ngram_size=options.no_repeat_ngram_size,
+                              sampling_topk=options.sampling_topk, sampling_topp=options.sampling_topp,
+                              sampling_temperature=options.sampling_temperature))

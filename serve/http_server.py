@@ -1,8 +1,15 @@
 """HTTP translation server on Starlette + uvicorn (the `[http]` extra).
 
-    POST /translate  {"texts": ["How are you?"], "beam_size": 1}  ->  {"translations": ["..."]}
-                     optional: "max_length" (int >= 1 or null), "length_penalty" (number in 0..10)
-    GET  /health     {"status": "ok", "bundle": ..., "model": {...}, "workers": ..., "in_flight": ...}
+    POST /translate         {"texts": ["How are you?"], "beam_size": 1}  ->  {"translations": ["..."]}
+                            optional: "max_length" (int >= 1 or null), "length_penalty" (number in 0..10),
+                            "num_hypotheses", "return_scores", "sampling_topk", "sampling_topp",
+                            "sampling_temperature", "seed", "no_repeat_ngram_size", "repetition_penalty"
+                            (the fields of `DecodingOptions`); with num_hypotheses > 1 or return_scores
+                            the answer adds "hypotheses": per text, [{"text", "score", "log_prob"}, ...]
+    POST /translate/stream  {"text": "How are you?", ...the same options} -> NDJSON, one line per piece
+                            as it is decoded: {"piece": "..."}, then {"done": true, "translation": "..."}
+                            (greedy or sampling; beam_size must be 1)
+    GET  /health            {"status": "ok", "bundle": ..., "model": {...}, "workers": ..., "in_flight": ...}
 
 Every error is JSON `{"error": "..."}`: 400 for invalid JSON, wrong types or values, more than
 `MAX_TEXTS` texts, a beam_size outside 1..`MAX_BEAM_SIZE`; 413 for a body over `MAX_BODY_BYTES`
@@ -21,6 +28,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -28,7 +36,7 @@ from functools import partial
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from .decoding_options import DecodingOptions, JsonLimits, json_type_name
@@ -37,9 +45,11 @@ MAX_BODY_BYTES = 1_000_000  # 1 MB
 MAX_TEXTS = 256
 MAX_BEAM_SIZE = 16
 MAX_LENGTH_PENALTY = 10.0
-FIELDS = ("texts", "beam_size", "max_length", "length_penalty")  # batch_size is the server's choice
+OPTION_FIELDS = ("beam_size", "max_length", "length_penalty", "num_hypotheses", "return_scores", "sampling_topk",
+                 "sampling_topp", "sampling_temperature", "seed", "no_repeat_ngram_size", "repetition_penalty")
+FIELDS = ("texts", *OPTION_FIELDS)  # batch_size is the server's choice
 # The server's caps on what a client may ask (resource and sanity bounds), over DecodingOptions' own checks.
-SERVER_LIMITS = JsonLimits({"beam_size": {"high": MAX_BEAM_SIZE},
+SERVER_LIMITS = JsonLimits({"beam_size": {"high": MAX_BEAM_SIZE}, "num_hypotheses": {"high": MAX_BEAM_SIZE},
                             "length_penalty": {"low": 0.0, "high": MAX_LENGTH_PENALTY}})
 
 log = logging.getLogger("keras_transformer.serve")
@@ -100,7 +110,7 @@ def create_app(translator, workers: int = 1, max_queue: int | None = None) -> St
             return _error(503, f"server busy: {admission.in_flight} requests in flight "
                                f"(capacity {admission.capacity}); retry later")
         try:
-            future = asyncio.get_running_loop().run_in_executor(executor, partial(translator.translate, **options))
+            future = asyncio.get_running_loop().run_in_executor(executor, partial(_answer, translator, options))
         except RuntimeError:  # the executor is shut down: the server is stopping
             admission.leave()
             return _error(503, "server shutting down")
@@ -112,7 +122,7 @@ def create_app(translator, workers: int = 1, max_queue: int | None = None) -> St
         except Exception:
             log.exception("translation failed")
             return _error(500, "internal error while translating; see the server log")
-        return JSONResponse({"translations": translations})
+        return JSONResponse(translations)
 
     async def health(request: Request) -> JSONResponse:
         info = translator.info() if hasattr(translator, "info") else {}
@@ -127,8 +137,41 @@ def create_app(translator, workers: int = 1, max_queue: int | None = None) -> St
         yield
         executor.shutdown(wait=False, cancel_futures=True)
 
+    async def translate_stream(request: Request):
+        try:
+            text, options = parse_stream_request(await read_body(request))
+            stream = iter(translator.stream(text, **options))  # checks the options before anything is sent
+        except RequestError as error:
+            return _error(error.status, str(error))
+        except (ValueError, TypeError) as error:
+            return _error(400, str(error))
+        if not admission.try_enter():
+            return _error(503, f"server busy: {admission.in_flight} requests in flight "
+                               f"(capacity {admission.capacity}); retry later")
+        loop = asyncio.get_running_loop()
+
+        async def lines():
+            pieces = []
+            try:
+                while True:
+                    piece = await loop.run_in_executor(executor, next, stream, None)  # decoding runs in a worker
+                    if piece is None:
+                        break
+                    pieces.append(piece)
+                    yield json.dumps({"piece": piece}, ensure_ascii=False) + "\n"
+                yield json.dumps({"done": True, "translation": "".join(pieces)}, ensure_ascii=False) + "\n"
+            except Exception:
+                log.exception("streaming translation failed")
+                yield json.dumps({"error": "internal error while translating; see the server log"}) + "\n"
+            finally:
+                admission.leave()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
     app = Starlette(
-        routes=[Route("/translate", translate, methods=["POST"]), Route("/health", health, methods=["GET"])],
+        routes=[Route("/translate", translate, methods=["POST"]),
+                Route("/translate/stream", translate_stream, methods=["POST"]),
+                Route("/health", health, methods=["GET"])],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
@@ -163,13 +206,7 @@ def parse_translate_request(body: bytes) -> dict:
     Raises:
         RequestError: 400, phrased "field: expected X, got Y".
     """
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        reason = "nesting too deep" if isinstance(error, RecursionError) else str(error)
-        raise RequestError(400, f"expected a JSON body, got invalid JSON ({reason})") from None
-    if not isinstance(data, dict):
-        raise RequestError(400, f'expected a JSON object like {{"texts": [...]}}, got {json_type_name(data)}')
+    data = _json_object(body)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise RequestError(400, f"expected fields {', '.join(FIELDS)}, got unknown field {unknown[0]!r}")
@@ -188,6 +225,55 @@ def parse_translate_request(body: bytes) -> dict:
     except (TypeError, ValueError) as error:
         raise RequestError(400, str(error)) from None
     return {"texts": texts, **dataclasses.asdict(options)}
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "nesting too deep" if isinstance(error, RecursionError) else str(error)
+        raise RequestError(400, f"expected a JSON body, got invalid JSON ({reason})") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, f'expected a JSON object like {{"texts": [...]}}, got {json_type_name(data)}')
+    return data
+
+
+def _answer(translator, request: dict) -> dict:
+    """The /translate answer: the translations, and the n-best lists with scores when asked for."""
+    texts = request["texts"]
+    options = {name: value for name, value in request.items() if name != "texts"}
+    if options["num_hypotheses"] == 1 and not options["return_scores"]:
+        return {"translations": translator.translate(texts, **_without_defaults(options))}
+    results = translator.translate_batch(texts, DecodingOptions(**options))
+    return {"translations": [result.text for result in results],
+            "hypotheses": [[{"text": h.text, "score": _json_number(h.score), "log_prob": _json_number(h.log_prob)}
+                            for h in result.hypotheses] for result in results]}
+
+
+def _without_defaults(options: dict) -> dict:
+    """The options that differ from DecodingOptions' defaults (so a plain translator sees plain calls)."""
+    defaults = DecodingOptions()
+    return {name: value for name, value in options.items() if getattr(defaults, name) != value}
+
+
+def _json_number(value: float):
+    return value if math.isfinite(value) else None
+
+
+def parse_stream_request(body: bytes) -> tuple[str, dict]:
+    """The JSON body of POST /translate/stream -> (text, keyword options of `Translator.stream`)."""
+    data = _json_object(body)
+    unknown = sorted(set(data) - {"text", *OPTION_FIELDS})
+    if unknown:
+        raise RequestError(400, f"expected fields text, {', '.join(OPTION_FIELDS)}, got unknown field {unknown[0]!r}")
+    if not isinstance(data.get("text"), str):
+        raise RequestError(400, f"text: expected a string, got {json_type_name(data.get('text'))}")
+    text = data.pop("text")
+    try:
+        options = DecodingOptions.from_json(data, SERVER_LIMITS)
+    except (TypeError, ValueError) as error:
+        raise RequestError(400, str(error)) from None
+    return text, _without_defaults(dataclasses.asdict(options))
 
 
 def _error(status: int, message: str, headers=None) -> JSONResponse:

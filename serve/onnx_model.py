@@ -1,7 +1,8 @@
 """The two onnxruntime sessions of a bundle, as a `serve.decoding.StepModel`.
 
 `start(source_ids)` runs encoder.onnx once per batch; `step` runs decoder.onnx for one token with
-the key/value cache; `select` gathers rows (drops finished sentences, reorders beams). The decoding
+the key/value cache; `select` gathers rows (drops finished sentences, expands beams) and
+`reorder_beams` reorders beams within their sentences (moving only the self-attention cache). The decoding
 state is a plain dict of numpy arrays keyed by the decoder's input names.
 """
 
@@ -78,3 +79,10 @@ class OnnxStepModel:
 
     def select(self, state, rows):
         return {name: np.take(value, rows, axis=0) for name, value in state.items()}
+
+    def reorder_beams(self, state, rows):
+        """`select` for rows that stay within their sentence: only the per-beam self-attention cache
+        moves; the per-sentence cross keys/values and source mask are the same in every beam."""
+        moved = dict(state)
+        moved.update({name: np.take(state[name], rows, axis=0) for name in self.past_names})
+        return moved

@@ -22,7 +22,8 @@ local to a call.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import numpy as np
 from . import bundle_format as fmt
 from . import decoding
 from .bundle import read_bundle_config
-from .decoding_options import DecodingOptions
+from .decoding_options import DecodingOptions, search_settings
 from .tokenizer import SubwordTokenizer
 
 
@@ -40,12 +41,24 @@ class TruncationWarning(UserWarning):
 
 
 @dataclass(frozen=True)
+class TranslationHypothesis:
+    """One of a text's n-best outputs."""
+
+    text: str
+    target_ids: list[int]  # no BOS/EOS
+    score: float  # log_prob / ((5 + len) / 6) ** length_penalty: what beam search ranks by (nan if not computed)
+    log_prob: float  # sum of the generated tokens' log-probabilities, EOS included (nan if not computed)
+
+
+@dataclass(frozen=True)
 class Translation:
-    """One text's result: its translation and the token ids on both sides (no BOS/EOS in target_ids)."""
+    """One text's result: its best translation, the token ids on both sides, and its n-best list."""
 
     text: str
     source_ids: list[int]  # what the encoder saw: tokens + [EOS], cut to max_source_length; [] for blank text
-    target_ids: list[int]
+    target_ids: list[int]  # the best hypothesis' (no BOS/EOS)
+    score: float = math.nan  # the best hypothesis' score (nan for greedy search without return_scores)
+    hypotheses: tuple = ()  # num_hypotheses TranslationHypothesis, best first (empty for blank text)
 
 
 class Translator:
@@ -120,7 +133,7 @@ class Translator:
 
     def translate(self, texts: Sequence[str], beam_size: int = 1, max_length: int | None = None,
                   batch_size: int = 32, length_penalty: float = 1.0,
-                  progress: Callable[[int], None] | None = None) -> list[str]:
+                  progress: Callable[[int], None] | None = None, **options) -> list[str]:
         """Translates each text; blank texts give "" without running the model.
 
         A text whose tokens plus EOS exceed `max_source_length` is cut to fit; if any was, ONE
@@ -133,9 +146,11 @@ class Translator:
                 greedy; max_length None = the model's max_target_length, EOS included).
             progress: called with the number of sentences finished after each batch (blank ones
                 count at once), e.g. to draw a progress bar.
+            **options: the other `DecodingOptions` (sampling, seed, no_repeat_ngram_size,
+                repetition_penalty, ...). For n-best lists and scores use `translate_batch`.
 
         Returns:
-            One translation per text, in input order.
+            One translation per text (its best hypothesis), in input order.
 
         Raises:
             TypeError: `texts` is not a list/tuple, an element is not a str ("texts[2]: expected
@@ -143,15 +158,21 @@ class Translator:
             ValueError: an option out of range (see `DecodingOptions`).
         """
         options = DecodingOptions(beam_size=beam_size, max_length=max_length, batch_size=batch_size,
-                                  length_penalty=length_penalty)
+                                  length_penalty=length_penalty, **options)
         return [result.text for result in self.translate_batch(texts, options, progress=progress)]
 
     def translate_batch(self, texts: Sequence[str], options: DecodingOptions | None = None,
-                        progress: Callable[[int], None] | None = None) -> list[Translation]:
-        """`translate` with the options as one `DecodingOptions`; returns each text's `Translation`
-        (its text and the token ids on both sides)."""
+                        progress: Callable[[int], None] | None = None, **kwargs) -> list[Translation]:
+        """`translate`, returning each text's `Translation`: its best text, the token ids on both
+        sides, its score and its n-best list (`num_hypotheses`), as CTranslate2's `translate_batch`.
+
+        Options come as one `DecodingOptions` or as its fields by keyword, e.g.
+        `translate_batch(texts, beam_size=4, num_hypotheses=4)`.
+        """
         texts = _checked_texts(texts)
-        options = options or DecodingOptions()
+        if options is not None and kwargs:
+            raise TypeError("expected a DecodingOptions or keyword options, got both")
+        options = DecodingOptions(**kwargs) if options is None else options
         if not isinstance(options, DecodingOptions):
             raise TypeError(f"options: expected DecodingOptions, got {type(options).__name__}")
         results = [Translation("", [], [])] * len(texts)
@@ -159,11 +180,49 @@ class Translator:
         if progress is not None and len(todo) < len(texts):
             progress(len(texts) - len(todo))
         sources = self._source_ids([texts[i] for i in todo], todo)
-        outputs = decode_sources(self.model, sources, options, self.max_target_length, progress)
-        for i, source, output, text in zip(todo, sources, outputs, self.target_tokenizer.decode_batch(outputs),
-                                           strict=True):
-            results[i] = Translation(text, source, output)
+        found = search_sources(self.model, sources, options, self.max_target_length, progress)
+        flat = [hypothesis for hypotheses in found for hypothesis in hypotheses]
+        texts_of = iter(self.target_tokenizer.decode_batch([h.tokens for h in flat]))
+        for i, source, hypotheses in zip(todo, sources, found, strict=True):
+            listed = tuple(TranslationHypothesis(next(texts_of), h.tokens, h.score, h.log_prob) for h in hypotheses)
+            results[i] = Translation(listed[0].text, source, listed[0].target_ids, listed[0].score, listed)
         return results
+
+    def stream(self, text: str, **options) -> Iterator[str]:
+        """Translates one text, yielding its translation piece by piece as tokens are decoded.
+
+        The pieces joined equal `translate([text], **options)[0]`. Greedy search or sampling only
+        (beam search knows its best hypothesis only at the end): `beam_size` must be 1.
+
+        Raises:
+            TypeError, ValueError: as `translate`; ValueError for beam_size > 1 or num_hypotheses > 1.
+        """
+        (text,) = _checked_texts([text])
+        options = DecodingOptions(**options)
+        if options.beam_size != 1:
+            raise ValueError(f"beam_size: streaming decodes greedily or by sampling (beam_size 1), got {options.beam_size}")
+        return self._stream(text, options)  # checked now, decoded as the caller iterates
+
+    def _stream(self, text: str, options: DecodingOptions) -> Iterator[str]:
+        if not text.strip():
+            return
+        (source,) = self._source_ids([text], [0])
+        state = self.model.start(pad_batch([source]))
+        steps = decoding.greedy_steps(self.model, state, 1, fmt.BOS_ID, fmt.EOS_ID,
+                                      options.capped_max_length(self.max_target_length), search_settings(options),
+                                      _generators([source], options))
+        tokens, shown = [], ""
+        for _, chosen, _ in steps:
+            if int(chosen[0]) == fmt.EOS_ID:
+                break
+            tokens.append(int(chosen[0]))
+            text_so_far = self.target_tokenizer.decode(tokens)
+            if text_so_far.startswith(shown) and len(text_so_far) > len(shown):
+                yield text_so_far[len(shown):]  # a later token may still change how earlier ones detokenize:
+                shown = text_so_far  # then nothing is yielded until the text extends what was shown
+        final = self.target_tokenizer.decode(tokens)
+        if final != shown:
+            yield final[len(shown):] if final.startswith(shown) else final
 
     def _source_ids(self, texts: list[str], indices: list[int]) -> list[list[int]]:
         """Token ids + [EOS] per text, cut to `max_source_length` (one warning for the whole call)."""
@@ -185,26 +244,45 @@ class Translator:
 
 
 def decode_sources(model: decoding.StepModel, sources: list[list[int]], options: DecodingOptions,
-                   max_target_length: int, progress: Callable[[int], None] | None = None) -> list[list[int]]:
-    """Output token ids (no BOS/EOS) for source id lists (EOS included), in input order.
+                   max_target_length: int) -> list[list[int]]:
+    """The best output's token ids (no BOS/EOS) per source id list (EOS included), in input order.
+    The export's parity check calls this directly with token ids."""
+    return [hypotheses[0].tokens for hypotheses in search_sources(model, sources, options, max_target_length)]
+
+
+def search_sources(model: decoding.StepModel, sources: list[list[int]], options: DecodingOptions,
+                   max_target_length: int, progress: Callable[[int], None] | None = None
+                   ) -> list[list[decoding.Hypothesis]]:
+    """Each source's `num_hypotheses` best hypotheses, in input order.
 
     Sorts by source length (shortest first, stable), pads batches of `options.batch_size`, runs
-    `model.start` then greedy or beam search on each batch. The export's parity check and the
-    benchmarks call this directly with token ids.
+    `model.start` then greedy search, sampling or beam search on each batch.
     """
     max_length = options.capped_max_length(max_target_length)
-    outputs: list[list[int]] = [[] for _ in sources]
+    settings = search_settings(options)
+    outputs: list = [[] for _ in sources]
     order = sorted(range(len(sources)), key=lambda j: (len(sources[j]), j))
     for start in range(0, len(order), options.batch_size):
         batch = order[start:start + options.batch_size]
-        state = model.start(pad_batch([sources[j] for j in batch]))
-        decoded = decoding.beam_search(model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length,
-                                       options.beam_size, options.length_penalty)
-        for j, ids in zip(batch, decoded, strict=True):
-            outputs[j] = ids
+        batch_sources = [sources[j] for j in batch]
+        state = model.start(pad_batch(batch_sources))
+        found = decoding.search(model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length, settings,
+                                _generators(batch_sources, options))
+        for j, hypotheses in zip(batch, found, strict=True):
+            outputs[j] = hypotheses
         if progress is not None:
             progress(len(batch))
     return outputs
+
+
+def _generators(sources: list[list[int]], options: DecodingOptions) -> list | None:
+    """One random generator per sentence when sampling: seeded with (seed, its source ids), so that
+    a sentence's draws depend neither on its batch nor on its place in it; unseeded without a seed."""
+    if not options.samples:
+        return None
+    if options.seed is None:
+        return [np.random.default_rng() for _ in sources]
+    return [np.random.default_rng([options.seed, *source]) for source in sources]
 
 
 def pad_batch(rows: list[list[int]]) -> np.ndarray:

@@ -177,7 +177,9 @@ def test_beam_size_one_is_greedy(seed):
     assert decode_beam(logits_fn, sources, 8, beam_size=1, length_penalty=0.7) == greedy
     # The general beam path agrees too at K = 1 without length penalty.
     model = PrefixModel(logits_fn)
-    assert decoding._beam_search(model, model.initial_state(sources), 5, BOS, EOS, 8, 1, 0.0) == greedy
+    settings = decoding.SearchSettings(beam_size=1, length_penalty=0.0)
+    found = decoding._beam_search(model, model.initial_state(sources), 5, BOS, EOS, 8, settings)
+    assert [hypotheses[0].tokens for hypotheses in found] == greedy
 
 
 @pytest.mark.parametrize(("beam_size", "length_penalty"), [(2, 0.0), (3, 0.6), (4, 1.0)])
@@ -198,8 +200,9 @@ def test_beam_drops_decided_sentences():
     model = PrefixModel(logits_fn)
     outputs = beam_search(model, model.initial_state(range(3)), 3, BOS, EOS, 10, beam_size=3)
     assert outputs == [[3] * n for n in stops]
-    # 3 sentences x 3 beams, then sentence 2 is decided after step 0, sentence 0 after step 1, ...
-    assert model.step_rows == [9, 6, 3, 3]
+    # The first step runs one row per sentence (only beam 0 exists); then 3 sentences x 3 beams, less
+    # sentence 2, decided after step 0, then less sentence 0, decided after step 1, ...
+    assert model.step_rows == [3, 6, 3, 3]
 
 
 def test_beam_scores_no_worse_than_greedy():

@@ -1,0 +1,86 @@
+"""What the decoding loop does to a step's logits before choosing: penalties, bans and sampling.
+
+All of it is numpy on (R, V) float32 logits, one row per decoded sequence, with each row's own
+history of generated tokens (no BOS):
+
+- `repetition_penalty` p (Keskar et al., 2019, CTRL): a token the row already generated has its
+  logit divided by p when positive, multiplied by p when negative (p > 1 discourages repeats);
+- `no_repeat_ngram_size` n: a token that would complete an n-gram the row already contains is
+  banned (logit -inf), as in fairseq, Marian and CTranslate2;
+- sampling: logits / temperature, restricted to the `top_k` most likely tokens (0: all) and to the
+  smallest set whose probability reaches `top_p`, then one draw per row from that row's own
+  generator, so a sentence's sample never depends on the other sentences in its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LogitsSettings:
+    """The options that change logits or how a token is chosen from them (defaults: none)."""
+
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    sampling_topk: int = 1  # 1: argmax (no sampling); 0: sample from the whole vocabulary
+    sampling_topp: float = 1.0
+    sampling_temperature: float = 1.0
+
+    @property
+    def samples(self) -> bool:
+        return self.sampling_topk != 1
+
+    @property
+    def changes_logits(self) -> bool:
+        return self.repetition_penalty != 1.0 or self.no_repeat_ngram_size > 0
+
+
+def apply_penalties(logits: np.ndarray, history: np.ndarray, settings: LogitsSettings) -> np.ndarray:
+    """logits (R, V), history int (R, t) generated tokens per row -> penalized logits (R, V), a copy."""
+    if not settings.changes_logits or history.shape[1] == 0:
+        return logits
+    logits = np.array(logits, dtype=np.float32)  # (R, V)
+    rows = np.arange(len(logits))[:, None]  # (R, 1)
+    if settings.repetition_penalty != 1.0:
+        seen = np.zeros(logits.shape, dtype=bool)  # (R, V)
+        seen[rows, history] = True
+        penalized = np.where(logits > 0, logits / settings.repetition_penalty, logits * settings.repetition_penalty)
+        logits = np.where(seen, penalized, logits)
+    n = settings.no_repeat_ngram_size
+    if n > 0 and history.shape[1] >= n - 1:
+        for row, banned in enumerate(_completing_tokens(history, n)):
+            logits[row, banned] = -np.inf
+    return logits
+
+
+def _completing_tokens(history: np.ndarray, n: int) -> list[list[int]]:
+    """Per row of history (R, t): the tokens that would repeat an n-gram already in the row."""
+    if n == 1:
+        return [sorted(set(row.tolist())) for row in history]
+    banned = []
+    for row in history.tolist():
+        tail = row[len(row) - (n - 1):]  # the last n - 1 tokens
+        banned.append([row[j + n - 1] for j in range(len(row) - n + 1) if row[j:j + n - 1] == tail])
+    return banned
+
+
+def sample(logits: np.ndarray, settings: LogitsSettings, generators: list) -> np.ndarray:
+    """One token per row of logits (R, V), drawn with generators[r]: int32 (R,)."""
+    scaled = np.asarray(logits, dtype=np.float64) / settings.sampling_temperature  # (R, V)
+    vocab = scaled.shape[1]
+    k = vocab if settings.sampling_topk == 0 else min(settings.sampling_topk, vocab)
+    order = np.argsort(-scaled, axis=1, kind="stable")[:, :k]  # (R, k) most likely first, ties: lower id
+    top = np.take_along_axis(scaled, order, axis=1)  # (R, k)
+    probs = np.exp(top - top[:, :1])
+    probs /= probs.sum(axis=1, keepdims=True)  # (R, k)
+    if settings.sampling_topp < 1.0:
+        before = np.cumsum(probs, axis=1) - probs  # probability mass of the more likely tokens
+        probs = np.where(before < settings.sampling_topp, probs, 0.0)  # the first token always stays
+        probs /= probs.sum(axis=1, keepdims=True)
+    cumulative = np.cumsum(probs, axis=1)  # (R, k)
+    draws = np.array([generator.random() for generator in generators])  # (R,) one per row, its own stream
+    picked = np.minimum((cumulative < draws[:, None] * cumulative[:, -1:]).sum(axis=1), k - 1)  # (R,)
+    return order[np.arange(len(order)), picked].astype(np.int32)
