@@ -50,10 +50,10 @@ def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
 
     Uses up to 8 sample pairs; falls back to random ids so the check never runs on nothing.
     """
-    from keras_transformer.serve.translator import pad_batch
+    from keras_transformer.serve.translator import encode_sources, pad_batch
 
-    s_limit, t_limit = config.max_source_length - 1, config.max_target_length - 1
-    sources = [ids[:s_limit] + [fmt.EOS_ID] for ids in source_tokenizer.encode_batch([s for s, _ in pairs])]
+    sources, _ = encode_sources(source_tokenizer, [s for s, _ in pairs], config.max_source_length)
+    t_limit = config.max_target_length - 1  # decoder inputs: BOS + tokens
     targets = [[fmt.BOS_ID] + ids[:t_limit] for ids in target_tokenizer.encode_batch([t for _, t in pairs])]
     if len(sources) < 2:
         sources = [list(rng.integers(4, config.source_vocab_size, n)) + [fmt.EOS_ID] for n in (9, 3, 5)]

@@ -226,21 +226,30 @@ class Translator:
 
     def _source_ids(self, texts: list[str], indices: list[int]) -> list[list[int]]:
         """Token ids + [EOS] per text, cut to `max_source_length` (one warning for the whole call)."""
-        limit = self.max_source_length - 1  # room for EOS
-        encoded = self.source_tokenizer.encode_batch(texts) if texts else []
-        too_long = [k for k, ids in enumerate(encoded) if len(ids) > limit]
+        sources, lengths = encode_sources(self.source_tokenizer, texts, self.max_source_length)
+        too_long = [k for k, length in enumerate(lengths) if length > self.max_source_length]
         if too_long:
             first = too_long[0]
             warnings.warn(
                 f"{len(too_long)} of {len(texts)} texts exceed max_source_length {self.max_source_length} "
                 f"(tokens + EOS) and were truncated to fit (first: texts[{indices[first]}], "
-                f"{len(encoded[first]) + 1} tokens)", TruncationWarning, stacklevel=4)
-        return [ids[:limit] + [fmt.EOS_ID] for ids in encoded]
+                f"{lengths[first]} tokens)", TruncationWarning, stacklevel=4)
+        return sources
 
     def __repr__(self) -> str:
         if self.bundle is None:
             return f"Translator.for_model({type(self.model).__name__}, path={str(self.path)!r})"
         return f"Translator({str(self.path)!r}, threads={self.threads})"
+
+
+def encode_sources(tokenizer: SubwordTokenizer, texts: list[str], max_source_length: int
+                   ) -> tuple[list[list[int]], list[int]]:
+    """The encoder's input rule, in one place: source ids = the text's tokens + [EOS], cut to
+    `max_source_length` (EOS kept). Returns the id lists and each text's untruncated length
+    (tokens + EOS), so callers can tell which were cut."""
+    encoded = tokenizer.encode_batch(texts) if texts else []
+    limit = max_source_length - 1  # room for EOS
+    return [ids[:limit] + [fmt.EOS_ID] for ids in encoded], [len(ids) + 1 for ids in encoded]
 
 
 def decode_sources(model: decoding.StepModel, sources: list[list[int]], options: DecodingOptions,
