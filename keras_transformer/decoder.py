@@ -1,7 +1,7 @@
 """The decoder (paper §3.1): N identical layers of masked self-attention, cross-attention over the
 encoder output and feed-forward, each in Add & Norm; then the linear map to target-vocabulary logits.
 
-Two paths share every weight:
+Two entry points share every weight and one code path (`DecoderLayer.forward`):
 - `call`: the whole target at once (training, teacher forcing), with a causal mask;
 - `step`: one new token with a key/value cache (decoding); its logits equal `call`'s at that position.
 
