@@ -319,8 +319,9 @@ def _checked_texts(texts) -> list[str]:
 
 
 def _valid_unicode(text: str) -> str:
-    """`text` with lone surrogates (possible from JSON "\\ud800" escapes) replaced by U+FFFD, which
-    the tokenizer maps to [UNK] like any unseen character; the tokenizers library rejects them."""
+    """`text` with each lone surrogate (possible from JSON "\\ud800" escapes) replaced by three U+FFFD
+    (one per byte of its surrogate-pass UTF-8 form; the browser page does the same), which the
+    tokenizer maps to [UNK] like any unseen character; the tokenizers library rejects surrogates."""
     try:
         text.encode("utf-8")
         return text
