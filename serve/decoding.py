@@ -68,6 +68,7 @@ class SearchSettings:
     beam_size: int = 1
     num_hypotheses: int = 1
     length_penalty: float = 1.0
+    patience: float = 1.0
     return_scores: bool = False
     logits: LogitsSettings = field(default_factory=LogitsSettings)
 
@@ -209,12 +210,15 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
     Each step keeps the K best extensions per sentence over all its beams x V tokens. Those among
     the K best candidates that end in EOS are set aside as finished hypotheses; the K best
     candidates that do not end in EOS continue. The first step runs on one row per sentence (only
-    beam 0 exists there), then the state is expanded to K rows. A sentence is decided once no live
-    beam can still beat its N-th best finished hypothesis (log-probabilities only lower a beam's
-    sum, so its best reachable score is its sum over the largest penalty term among the lengths it
-    can still finish with), or at `max_length`, where unfinished beams compete as they are. Ties are
-    broken deterministically: between candidates, the lower (beam, token) index; between hypotheses
-    of equal score, the one found first.
+    beam 0 exists there), then the state is expanded to K rows. A sentence is decided as soon as
+    - it has finished round(K * patience) hypotheses (the stopping rule of CTranslate2 and fairseq;
+      patience = inf turns it off), or
+    - no live beam can still beat its N-th best finished hypothesis (log-probabilities only lower a
+      beam's sum, so its best reachable score is its sum over the largest penalty term among the
+      lengths it can still finish with: with alpha = 0, once the best candidate ends in EOS), or
+    - at `max_length`, where unfinished beams compete as they are.
+    Ties are broken deterministically: between candidates, the lower (beam, token) index; between
+    hypotheses of equal score, the one found first.
 
     Reordering beams within a sentence moves only the per-beam tensors when the model offers
     `reorder_beams(state, rows)` (the per-sentence encoder keys/values are the same in every beam);
@@ -228,6 +232,9 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
     tokens = np.full(batch_size, bos_id, dtype=np.int32)  # (L*R,)
     finished: list[list[tuple]] = [[] for _ in range(batch_size)]  # per sentence: (score, log_prob, tokens), best first
     thresholds = np.full(batch_size, -np.inf)  # (B,) score of the N-th best finished hypothesis
+    finished_counts = np.zeros(batch_size, dtype=np.int64)  # (B,) hypotheses finished so far
+    enough = (max(N, math.floor(K * settings.patience + 0.5))  # round half up, as C++ std::round and JS
+              if math.isfinite(settings.patience) else math.inf)
 
     for position in range(max_length):
         (L, R), length = scores.shape, position + 1  # length: tokens per hypothesis after this step
@@ -249,6 +256,7 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
         # EOS among the K best candidates finishes a hypothesis.
         if is_eos[:, :K].any():
             finished_sums = np.where(is_eos[:, :K], ranked_scores[:, :K], -np.inf)  # (L, min(K, C))
+            finished_counts[sentences] += np.isfinite(finished_sums).sum(axis=1)
             _record_finished(finished, thresholds, sentences, finished_sums / length_penalty_term(length, alpha),
                              finished_sums, _gather(history, beams[:, :K]), N)
 
@@ -264,7 +272,7 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
                              history, N)
             break
         reachable = _best_reachable(scores, length, max_length, alpha).max(axis=1)  # (L,)
-        live = thresholds[sentences] < reachable  # (L,)
+        live = (thresholds[sentences] < reachable) & (finished_counts[sentences] < enough)  # (L,)
         if not live.any():
             break
         rows = (np.arange(L)[:, None] * R + beams)[live].reshape(-1)  # (L'*R',) reorder and drop at once

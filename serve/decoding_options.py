@@ -22,12 +22,27 @@ import numpy as np
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    """Args:
-        beam_size: 1 for greedy decoding, K > 1 for beam search with K beams.
+    """How to decode. Names follow CTranslate2's `translate_batch` where it has the same option.
+
+    Args:
+        beam_size: 1 for greedy decoding (or sampling), K > 1 for beam search with K beams.
         max_length: most target tokens per sentence, EOS included; None (or anything above the
             model's `max_target_length`, where positional encodings end) means that maximum.
         length_penalty: alpha of the GNMT length penalty that ranks beams (0: raw log-prob sum).
         batch_size: sentences per encoder/decoder batch (sorted by source length first).
+        num_hypotheses: how many hypotheses to return per text (n-best), at most beam_size.
+        patience: beam search stops a sentence once it has round(beam_size * patience) finished
+            hypotheses, as CTranslate2 and fairseq do (1.0, their default), or earlier when no live
+            beam can still win; float("inf") waits for the latter alone (exact for the beam, slower).
+        return_scores: compute each hypothesis' score in greedy search too (beam search always has them).
+        sampling_topk: 1 = take the most likely token; K > 1 = sample among the K most likely;
+            0 = sample from the whole vocabulary. Sampling needs beam_size 1.
+        sampling_topp: sample only from the smallest set of tokens whose probability reaches p (nucleus).
+        sampling_temperature: divides the logits before sampling (< 1 sharper, > 1 flatter).
+        seed: makes sampling reproducible: each text's draws come from a generator seeded with
+            (seed, its source ids), so a text's sample also does not depend on its batch.
+        no_repeat_ngram_size: n > 0 bans any token that would repeat an n-gram of the output.
+        repetition_penalty: p > 1 lowers the logits of tokens already generated (CTRL); 1 = off.
 
     Raises:
         TypeError: an option of the wrong type ("beam_size: expected an int, got str").
@@ -39,6 +54,7 @@ class DecodingOptions:
     length_penalty: float = 1.0
     batch_size: int = 32
     num_hypotheses: int = 1
+    patience: float = 1.0
     return_scores: bool = False
     sampling_topk: int = 1
     sampling_topp: float = 1.0
@@ -103,6 +119,7 @@ _BOUNDS = {
     "length_penalty": dict(kind="float", low=None, high=None, optional=False),
     "batch_size": dict(kind="int", low=1, high=None, optional=False),
     "num_hypotheses": dict(kind="int", low=1, high=None, optional=False),
+    "patience": dict(kind="float", low=1.0, high=None, optional=False, infinite=True),
     "return_scores": dict(kind="bool", low=None, high=None, optional=False),
     "sampling_topk": dict(kind="int", low=0, high=None, optional=False),
     "sampling_topp": dict(kind="float", low=1e-9, high=1.0, optional=False),
@@ -117,7 +134,7 @@ _PYTHON_WORDS = {"int": "an int", "float": "a float", "bool": "a bool", "type": 
 _JSON_WORDS = {"int": "an integer", "float": "a number", "bool": "a boolean", "type": lambda value: json_type_name(value)}
 
 
-def _check(name, value, words, kind, low, high, optional):
+def _check(name, value, words, kind, low, high, optional, infinite=False):
     if value is None and optional:
         return None
     if kind == "bool":
@@ -131,14 +148,14 @@ def _check(name, value, words, kind, low, high, optional):
     value = int(value) if kind == "int" else float(value)
     if kind == "float" and not math.isfinite(value) and low is None and high is None:
         raise ValueError(f"{name}: expected a finite number, got {value}")
-    in_range = math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+    in_range = (math.isfinite(value) or (infinite and value == math.inf)) and (low is None or value >= low) and (high is None or value <= high)
     if not in_range:
         if kind == "float" and low is not None and 0 < low < 1e-3:  # "> 0", said plainly
             bounds = f"in (0, {high:g}]" if high is not None else "> 0"
             raise ValueError(f"{name}: expected a number {bounds}, got {value}")
         show = (lambda bound: str(int(bound))) if kind == "int" else (lambda bound: f"{bound:g}")
         bounds = f"{show(low)}..{show(high)}" if high is not None else f">= {show(low)}"
-        wanted = f"{words['int']} {bounds}" if kind == "int" else f"a number in {bounds}"
+        wanted = f"{words['int']} {bounds}" if kind == "int" else f"a number {'in ' if high is not None else ''}{bounds}"
         raise ValueError(f"{name}: expected {wanted}, got {value}")
     return value
 
@@ -161,6 +178,7 @@ def search_settings(options: DecodingOptions):
 
     return SearchSettings(
         beam_size=options.beam_size, num_hypotheses=options.num_hypotheses, length_penalty=options.length_penalty,
+        patience=options.patience,
         return_scores=options.return_scores,
         logits=LogitsSettings(repetition_penalty=options.repetition_penalty,
                               no_repeat_ngram_size=options.no_repeat_ngram_size,

@@ -45,7 +45,7 @@ MAX_BODY_BYTES = 1_000_000  # 1 MB
 MAX_TEXTS = 256
 MAX_BEAM_SIZE = 16
 MAX_LENGTH_PENALTY = 10.0
-OPTION_FIELDS = ("beam_size", "max_length", "length_penalty", "num_hypotheses", "return_scores", "sampling_topk",
+OPTION_FIELDS = ("beam_size", "max_length", "length_penalty", "num_hypotheses", "patience", "return_scores", "sampling_topk",
                  "sampling_topp", "sampling_temperature", "seed", "no_repeat_ngram_size", "repetition_penalty")
 FIELDS = ("texts", *OPTION_FIELDS)  # batch_size is the server's choice
 # The server's caps on what a client may ask (resource and sanity bounds), over DecodingOptions' own checks.

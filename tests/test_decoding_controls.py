@@ -260,3 +260,40 @@ def test_http_n_best_and_streaming(translator):
         assert refused.status_code == 400 and "streaming decodes greedily" in refused.json()["error"]
         bad = client.post("/translate", json={"texts": ["a"], "sampling_topp": 0})
         assert bad.status_code == 400 and bad.json()["error"] == "sampling_topp: expected a number in (0, 1], got 0.0"
+
+
+# --- the stopping rule: patience ---------------------------------------------------------------
+
+
+def two_finish_early_one_never_ends(source, prefix):
+    """Step 1: EOS .6, token 3 .3, token 4 .1. After 4: EOS. After 3: token 3 forever (no EOS)."""
+    if len(prefix) == 1:
+        return np.log(np.array([1e-12, 1e-12, 0.6, 0.3, 0.1], dtype=np.float32))
+    if prefix[1] == 4:
+        return np.array([-np.inf, -np.inf, 0.0, -np.inf, -np.inf], dtype=np.float32)
+    return np.array([-np.inf, -np.inf, -np.inf, 0.0, -np.inf], dtype=np.float32)
+
+
+def test_patience_stops_once_k_hypotheses_finished_as_ctranslate2_and_fairseq_do():
+    # With K = 2, [] and [4] have finished after step 2: the standard rule stops there and returns
+    # [] (log .6 = -0.51). The exact rule goes on: [3] * 10 scores log .3 / ((5 + 10) / 6) = -0.48.
+    standard = run_search(two_finish_early_one_never_ends, [0], 10, SearchSettings(beam_size=2))
+    exact = run_search(two_finish_early_one_never_ends, [0], 10, SearchSettings(beam_size=2, patience=float("inf")))
+    assert standard[0][0].tokens == [] and exact[0][0].tokens == [3] * 10
+    patient = run_search(two_finish_early_one_never_ends, [0], 10, SearchSettings(beam_size=2, patience=2.0))
+    assert patient[0][0].tokens == [3] * 10  # 4 finished hypotheses never come: it waits like the exact rule
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_patience_never_runs_more_steps_than_the_exact_rule(seed):
+    logits_fn = random_logits(vocab_size=8, seed=seed, eos_bias=0.3)
+    standard, exact = PrefixModel(logits_fn), PrefixModel(logits_fn)
+    run_search(logits_fn, list(range(6)), 12, SearchSettings(beam_size=4), model=standard)
+    run_search(logits_fn, list(range(6)), 12, SearchSettings(beam_size=4, patience=float("inf")), model=exact)
+    assert sum(standard.step_rows) <= sum(exact.step_rows)
+
+
+def test_patience_is_checked():
+    with pytest.raises(ValueError, match="patience: expected a number >= 1, got 0.5"):
+        DecodingOptions(beam_size=2, patience=0.5)
+    assert DecodingOptions(patience=float("inf")).patience == float("inf")

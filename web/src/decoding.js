@@ -89,11 +89,14 @@ export async function greedyDecode(model, maxLength, onStep = null) {
  * Beam search for one sentence (serve.decoding._beam_search with B = 1); beamSize 1 is greedyDecode.
  * onStep({tokens, position}) gets the best live beam after each step.
  */
-export async function beamSearch(model, maxLength, beamSize, lengthPenalty = 1.0, onStep = null) {
+export async function beamSearch(model, maxLength, beamSize, lengthPenalty = 1.0, onStep = null, patience = 1.0) {
   checkSizes(maxLength, beamSize);
   if (beamSize === 1) return greedyDecode(model, maxLength, onStep);
   const K = beamSize;
   const alpha = lengthPenalty;
+  // Stop once this many hypotheses have finished (CTranslate2's and fairseq's rule; Infinity: off).
+  const enough = Number.isFinite(patience) ? Math.max(1, Math.round(K * patience)) : Infinity;
+  let finishedCount = 0;
   model.select(new Array(K).fill(0)); // row k: beam k
   let scores = new Float64Array(K).fill(-Infinity); // log-prob sum of each live beam
   scores[0] = 0; // only beam 0 is live at the first step
@@ -136,6 +139,7 @@ export async function beamSearch(model, maxLength, beamSize, lengthPenalty = 1.0
     for (let k = 0; k < K; k++) {
       finished.push(isEos[k] ? ranked[k].score / term : -Infinity);
       prefixes.push(history[beams[k]]);
+      if (isEos[k] && Number.isFinite(ranked[k].score)) finishedCount++;
     }
     recordBest(finished, prefixes);
 
@@ -155,7 +159,7 @@ export async function beamSearch(model, maxLength, beamSize, lengthPenalty = 1.0
     const bound = Math.max(lengthPenaltyTerm(length + 1, alpha), lengthPenaltyTerm(maxLength, alpha));
     let reachable = -Infinity;
     for (let k = 0; k < K; k++) reachable = Math.max(reachable, scores[k] / bound);
-    if (!(bestScore < reachable)) break;
+    if (!(bestScore < reachable) || finishedCount >= enough) break;
     model.select(keptBeams);
     tokens = Int32Array.from(keptWords);
   }

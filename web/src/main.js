@@ -53,9 +53,9 @@ const ready = BrowserTranslator.load(ort, bundleUrl, { onProgress: setStatus }).
 );
 ready.catch(() => {}); // reported on the page; callers of kt.ready still see the rejection
 
-async function translateDetailed(text, { beamSize = 1, maxLength = null, lengthPenalty = 1.0 } = {}, callbacks = {}) {
+async function translateDetailed(text, { beamSize = 1, maxLength = null, lengthPenalty = 1.0, patience = 1.0 } = {}, callbacks = {}) {
   await ready;
-  return translator.translate(text, { beamSize, maxLength, lengthPenalty }, callbacks);
+  return translator.translate(text, { beamSize, maxLength, lengthPenalty, patience }, callbacks);
 }
 
 window.kt = {

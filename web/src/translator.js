@@ -215,13 +215,13 @@ export class BrowserTranslator {
    * firstTokenSeconds}. Blank text gives "" without running the model.
    * onStep({text, tokens, position, seconds}) reports the best hypothesis after every decoder step.
    */
-  translate(text, { beamSize = 1, maxLength = null, lengthPenalty = 1.0 } = {}, { onStep = null } = {}) {
-    const run = this.queue.then(() => this._translate(text, beamSize, maxLength, lengthPenalty, onStep));
+  translate(text, { beamSize = 1, maxLength = null, lengthPenalty = 1.0, patience = 1.0 } = {}, { onStep = null } = {}) {
+    const run = this.queue.then(() => this._translate(text, beamSize, maxLength, lengthPenalty, onStep, patience));
     this.queue = run.catch(() => {});
     return run;
   }
 
-  async _translate(text, beamSize, maxLength, lengthPenalty, onStep) {
+  async _translate(text, beamSize, maxLength, lengthPenalty, onStep, patience = 1.0) {
     if (typeof text !== "string") throw new TypeError(`text: expected a string, got ${text === null ? "null" : typeof text}`);
     if (!Number.isInteger(beamSize)) throw new TypeError(`beamSize: expected an integer, got ${beamSize}`);
     if (beamSize < 1) throw new RangeError(`beamSize: expected an integer >= 1, got ${beamSize}`);
@@ -248,7 +248,10 @@ export class BrowserTranslator {
       if (firstTokenSeconds === null) firstTokenSeconds = seconds;
       if (onStep) onStep({ text: this.targetTokenizer.decode(tokens), tokens: tokens.slice(), position, seconds });
     };
-    const outputIds = await beamSearch(this.model, cap, beamSize, lengthPenalty, report);
+    if (typeof patience !== "number" || !(patience >= 1)) {
+      throw new RangeError(`patience: expected a number >= 1, got ${patience}`);
+    }
+    const outputIds = await beamSearch(this.model, cap, beamSize, lengthPenalty, report, patience);
     const seconds = (performance.now() - started) / 1000;
     return { text: this.targetTokenizer.decode(outputIds), outputIds, sourceIds: source.ids, truncated: source.truncated,
              tokenCount: source.tokenCount, steps, seconds, firstTokenSeconds, endedWithEos: outputIds.length < cap };
