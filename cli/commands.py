@@ -1,6 +1,6 @@
 """The `keras-transformer` command: every subcommand's parser and handler, in one module.
 
-    keras-transformer demo | train | export | evaluate | attention | translate | serve | web
+    keras-transformer demo | train | export | evaluate | attention | curves | translate | serve | web
 
 This module imports neither TensorFlow nor Keras at the top: `translate BUNDLE`, `evaluate`, `serve`
 and `web` run in the slim install (onnxruntime, numpy, tokenizers); the training commands, and
@@ -73,6 +73,20 @@ def _add_train_parser(commands):
     p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     p.add_argument("--time-budget-minutes", type=float, metavar="MINUTES",
                    help="stop training (as complete) once this much training time is spent, resumed attempts included")
+    p.add_argument("--keep-best", choices=["loss", "bleu", "chrf"],
+                   help="model.keras = the epoch with the best validation loss, BLEU or chrF++ (greedy); needs --valid")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="with --keep-best: stop after N epochs without a better score")
+    p.add_argument("--average-checkpoints", type=int, metavar="N",
+                   help="model.keras = the mean weights of the last N epochs (with --keep-best: of the best N)")
+    p.add_argument("--score-validation", action="store_true",
+                   help="translate the validation split after each epoch; val_bleu and val_chrf in history.csv")
+    p.add_argument("--score-max-pairs", type=int, metavar="N", help="score only the first N validation pairs")
+    p.add_argument("--bpe-dropout", type=float, metavar="P",
+                   help="BPE-dropout on the training data, a new segmentation each epoch (the saved tokenizers "
+                        "stay deterministic)")
+    p.add_argument("--shared-vocab", action="store_true",
+                   help="one tokenizer for both sides and one embedding for source, target (and output)")
     p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")
     p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
                    help="tf.distribute strategy (multi-worker reads the cluster from TF_CONFIG)")
@@ -91,6 +105,12 @@ def _train(args):
 
     given = {k: v for k, v in vars(args).items() if v is not None}
     given["tie_output_embedding"] = not args.no_tie_output_embedding
+    given["score_validation"] = args.score_validation
+    given["shared_vocab"] = given["share_embeddings"] = args.shared_vocab
+    if args.shared_vocab:  # one vocabulary: a size given for one side is the size of both
+        sizes = {args.source_vocab_size, args.target_vocab_size} - {None}
+        if len(sizes) == 1:
+            given["source_vocab_size"] = given["target_vocab_size"] = sizes.pop()
     model_options = ModelOptions(**{f.name: given[f.name] for f in dataclasses.fields(ModelOptions) if f.name in given})
     settings = TrainingSettings(
         **{f.name: given[f.name] for f in dataclasses.fields(TrainingSettings) if f.name in given})
@@ -172,11 +192,22 @@ def _add_attention_parser(commands):
     p = commands.add_parser("attention", help="draw one sentence's attention maps (encoder, decoder, cross)")
     p.add_argument("run", metavar="RUN", help="run directory written by `train`")
     p.add_argument("text", metavar="TEXT", help="the source sentence")
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--out", required=True,
+                   help="file to write: .svg or .html (a browser draws it, fonts embedded: any script), or .png "
+                        "(scripts that need shaping, e.g. Hindi, are rendered by headless Chromium if installed)")
     p.add_argument("--max-length", type=int, help="most generated tokens, EOS included")
     p.add_argument("--beam-size", type=int, metavar="N", default=1, help="1 = greedy (default), N = beam search")
     p.set_defaults(handler=lambda args: __import__("keras_transformer.attention_maps",
                                                    fromlist=["run_attention"]).run_attention(args))
+
+
+def _add_curves_parser(commands):
+    p = commands.add_parser("curves", help="draw a run's learning curves (loss, validation score per epoch) as PNG")
+    p.add_argument("run", metavar="RUN", help="run directory written by `train` (or its history.csv)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--title", help="title above the two panels")
+    p.set_defaults(handler=lambda args: __import__("keras_transformer.learning_curves",
+                                                   fromlist=["run_curves"]).run_curves(args))
 
 
 class _IntermixedArgumentParser(argparse.ArgumentParser):
@@ -215,6 +246,9 @@ def _add_translate_parser(commands):
                    help="beam search length penalty alpha (default 1.0)")
     p.add_argument("--batch-size", type=int, metavar="N", default=32, help="sentences per batch (default 32)")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads per session (default: 1, fastest for decoding steps)")
+    p.add_argument("--patience", type=float, metavar="P", default=1.0,
+                   help="beam search stops a sentence after round(N x P) finished hypotheses (default 1, as "
+                        "CTranslate2; inf: only when no live beam can win)")
     p.add_argument("--n-best", type=int, metavar="N", default=1, dest="num_hypotheses",
                    help="print the N best hypotheses per text, N lines each (N <= --beam-size)")
     p.add_argument("--scores", action="store_true",
@@ -290,7 +324,8 @@ def _run_translate(args) -> int:
 def _decoding_options(args) -> dict:
     """The `DecodingOptions` fields given on the command line (validated by `DecodingOptions`)."""
     return dict(beam_size=args.beam_size, max_length=args.max_length, batch_size=args.batch_size,
-                length_penalty=args.length_penalty, num_hypotheses=args.num_hypotheses, return_scores=args.scores,
+                length_penalty=args.length_penalty, num_hypotheses=args.num_hypotheses, patience=args.patience,
+                return_scores=args.scores,
                 sampling_topk=args.sampling_topk, sampling_topp=args.sampling_topp,
                 sampling_temperature=args.sampling_temperature, seed=args.seed,
                 no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty)
@@ -413,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(commands)
     _add_evaluate_parser(commands)
     _add_attention_parser(commands)
+    _add_curves_parser(commands)
     _add_translate_parser(commands)  # translate (bundle), serve and web import no TensorFlow
     _add_serve_parser(commands)
     _add_web_parser(commands)
