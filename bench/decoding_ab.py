@@ -1,0 +1,104 @@
+"""A/B of the decoding loop: this checkout's `serve/decoding.py` against the one of an earlier commit,
+on the same bundle, sentences and onnxruntime session, interleaved, at batch 1.
+
+    python -m bench.decoding_ab --bundle runs/demo/bundle --sentences runs/demo/test.tsv --rev 1654ed0 \
+        [--max-pairs 300] [--beam-size 4] [--length-penalty 1.0] [--passes 3]
+
+Prints seconds (best of the passes), the speed ratio, decoder steps and how many outputs are
+identical. It measures what a change to the search bought; the model and its graphs are the same
+on both sides. The earlier module is read with `git show REV:serve/decoding.py`, so REV must be a
+commit of this repository whose `beam_search(model, state, B, bos, eos, max_length, K, alpha)`
+has that signature (it has since the first version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class CountingModel:
+    """Counts decoder steps; passes everything else through (reorder_beams only when asked)."""
+
+    def __init__(self, model, with_reorder):
+        self.model, self.steps = model, 0
+        if with_reorder:
+            self.reorder_beams = model.reorder_beams
+
+    def start(self, source_ids):
+        return self.model.start(source_ids)
+
+    def step(self, *args):
+        self.steps += 1
+        return self.model.step(*args)
+
+    def select(self, *args):
+        return self.model.select(*args)
+
+
+def load_old_decoding(rev: str):
+    source = subprocess.run(["git", "show", f"{rev}:serve/decoding.py"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="decoding-ab-")) / "old_decoding.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("old_decoding", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None) -> int:
+    from keras_transformer.corpus import read_parallel_corpus
+    from keras_transformer.serve import Translator, decoding
+    from keras_transformer.serve import bundle_format as fmt
+    from keras_transformer.serve.translator import pad_batch
+
+    parser = argparse.ArgumentParser(prog="python -m bench.decoding_ab", description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--sentences", required=True, help="corpus SPEC whose source side is decoded")
+    parser.add_argument("--rev", required=True, help="the earlier commit")
+    parser.add_argument("--max-pairs", type=int, default=300)
+    parser.add_argument("--beam-size", type=int, default=4)
+    parser.add_argument("--length-penalty", type=float, default=1.0)
+    parser.add_argument("--passes", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    old = load_old_decoding(args.rev)
+    translator = Translator(args.bundle)
+    pairs, _ = read_parallel_corpus(args.sentences, max_pairs=args.max_pairs)
+    sources = translator._source_ids([source for source, _ in pairs], list(range(len(pairs))))
+    K, alpha, max_length = args.beam_size, args.length_penalty, translator.max_target_length
+    settings = decoding.SearchSettings(beam_size=K, length_penalty=alpha)
+
+    def run_old(model):
+        return [old.beam_search(model, model.start(pad_batch([s])), 1, fmt.BOS_ID, fmt.EOS_ID, max_length, K, alpha)[0]
+                for s in sources]
+
+    def run_new(model):
+        return [decoding.search(model, model.start(pad_batch([s])), 1, fmt.BOS_ID, fmt.EOS_ID, max_length,
+                                settings)[0][0].tokens for s in sources]
+
+    best, outputs, steps = {}, {}, {}
+    for _ in range(args.passes):
+        for name, run, with_reorder in (("before", run_old, False), ("now", run_new, True)):
+            model = CountingModel(translator.model, with_reorder)
+            started = time.perf_counter()
+            outputs[name] = run(model)
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+            steps[name] = model.steps
+    identical = sum(a == b for a, b in zip(outputs["before"], outputs["now"]))
+    print(f"{len(sources)} sentences, beam {K}, alpha {alpha:g}, batch 1: {args.rev} {best['before']:.3f}s, "
+          f"now {best['now']:.3f}s, speed-up {best['before'] / best['now']:.2f}x; decoder steps {steps['before']} -> "
+          f"{steps['now']}; identical outputs {identical}/{len(sources)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
