@@ -104,7 +104,13 @@ def run_recipe(name: str, work: Path, beam_sizes=(1, 4), reuse=False):
     for test_name, beam, s in rows:
         lines.append(f"| {test_name} | {beam} | {s['bleu']:.1f} | {s['chrf']:.1f} | {s['exact_match']:.1%} | "
                      f"{s['sentences_per_second']:.1f} |")
+    from keras_transformer.learning_curves import plot_learning_curves
+
+    curves = ROOT / "bench" / f"RESULTS-{name}-curves.png"  # beside the table
+    plot_learning_curves(run_dir, curves, title=f"{recipe['title']}: learning curves")
     lines += ["", f"Signatures: BLEU `{rows[0][2]['bleu_signature']}`, chrF++ `{rows[0][2]['chrf_signature']}`.", "",
+              f"Learning curves (loss, and the validation score per epoch, from the run's history.csv): "
+              f"![learning curves]({curves.name})", "",
               "Commands:", "", "```", *commands, "```", ""]
     out = ROOT / "bench" / f"RESULTS-{name}.md"
     out.write_text("\n".join(lines), encoding="utf-8")

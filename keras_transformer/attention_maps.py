@@ -14,6 +14,12 @@ Rows are queries, columns keys. The decoder's rows are its inputs: the row of [B
 that produced the first output token, the row of output token t the one that produced token t + 1
 (or [EOS]).
 
+Output: `.svg` or `.html` is drawn by a browser with the label fonts embedded (any script shapes
+correctly: Devanagari conjuncts and vowel signs, Arabic; `keras_transformer.attention_svg`); `.png`
+is drawn by matplotlib for scripts it can lay out, and for those it cannot (combining marks, Indic
+or right-to-left scripts) is the SVG rendered by headless Chromium when one is installed (else
+matplotlib, with `#i` for labels no font can draw).
+
 Example:
     >>> maps = render_attention("runs/demo", "He runs a company.", "attention.png")
     >>> maps["weights"]["decoder_cross"][0].shape      # layer 1: (H, T, S)
@@ -101,15 +107,8 @@ def draw_attention(weights, source_tokens, target_tokens, path):
     from matplotlib.figure import Figure
 
     tokens = {"source": list(source_tokens), "target": list(target_tokens)}
-    axes_of = {"encoder_self": ("source", "source"), "decoder_self": ("target", "target"),
-               "decoder_cross": ("target", "source")}  # (rows = queries, columns = keys)
-    for kind, (rows, columns) in axes_of.items():
-        for layer, w in enumerate(weights[kind]):
-            w = np.asarray(w)
-            expected = (len(tokens[rows]), len(tokens[columns]))
-            if w.ndim != 3 or w.shape[1:] != expected:
-                raise ValueError(f"expected {kind} layer {layer + 1} weights of shape (H, {expected[0]}, "
-                                 f"{expected[1]}) for {rows} x {columns} tokens, got {w.shape}")
+    axes_of = AXES_OF
+    _check_shapes(weights, tokens["source"], tokens["target"])
     num_layers = len(weights["encoder_self"])
     num_heads = weights["encoder_self"][0].shape[0]
 
@@ -139,6 +138,60 @@ def draw_attention(weights, source_tokens, target_tokens, path):
     return figure
 
 
+AXES_OF = {"encoder_self": ("source", "source"), "decoder_self": ("target", "target"),
+           "decoder_cross": ("target", "source")}  # (rows = queries, columns = keys)
+OUTPUT_SUFFIXES = (".png", ".svg", ".html", ".htm")
+
+
+def needs_shaping(tokens) -> bool:
+    """True when some token has a character that matplotlib cannot lay out by itself: a combining
+    mark (Devanagari vowel signs, virama), an Indic script, or a right-to-left script."""
+    import unicodedata
+
+    for character in "".join(tokens):
+        if (unicodedata.category(character) in ("Mn", "Mc") or 0x0900 <= ord(character) <= 0x0DFF
+                or unicodedata.bidirectional(character) in ("R", "AL")):
+            return True
+    return False
+
+
+def draw_attention_svg(weights, source_tokens, target_tokens, path) -> dict:
+    """Writes the attention maps as an SVG (`.svg`), an HTML page around it (`.html`), or a PNG
+    rendered from it by headless Chromium (`.png`), atomically: a browser shapes every label, with
+    the fonts embedded in the file (see `keras_transformer.attention_svg`).
+
+    Returns:
+        The layout: {"labels": {"source", "target"}, "fonts": [(font file, characters)],
+        "fallback": characters no font had (then the viewer's fonts draw them), "width", "height"}.
+    """
+    from keras_transformer import attention_svg
+
+    _check_shapes(weights, list(source_tokens), list(target_tokens))
+    svg, layout = attention_svg.attention_svg(weights, source_tokens, target_tokens, KINDS, AXES_OF)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        attention_svg.svg_to_png(svg, layout["width"], layout["height"], path)
+    else:
+        text = svg if suffix == ".svg" else attention_svg.html_page(svg, "attention maps")
+        with atomic_path(path, suffix=suffix) as tmp:
+            Path(tmp).write_text(text if suffix != ".svg" else '<?xml version="1.0" encoding="UTF-8"?>\n' + text,
+                                 encoding="utf-8")
+    if layout["fallback"]:
+        warnings.warn(f"no font found for {''.join(layout['fallback'])!r}: the viewer's fonts will draw them")
+    return layout
+
+
+def _check_shapes(weights, source_tokens, target_tokens):
+    tokens = {"source": source_tokens, "target": target_tokens}
+    for kind, (rows, columns) in AXES_OF.items():
+        for layer, w in enumerate(weights[kind]):
+            w = np.asarray(w)
+            expected = (len(tokens[rows]), len(tokens[columns]))
+            if w.ndim != 3 or w.shape[1:] != expected:
+                raise ValueError(f"expected {kind} layer {layer + 1} weights of shape (H, {expected[0]}, "
+                                 f"{expected[1]}) for {rows} x {columns} tokens, got {w.shape}")
+
+
 def render_attention(run, text, out, max_length=None, beam_size=1) -> dict:
     """Translates `text` with the run's Keras model (the `Translator` front end over its cached step,
     greedy or beam search) and draws the attention maps of the output to `out`.
@@ -146,15 +199,19 @@ def render_attention(run, text, out, max_length=None, beam_size=1) -> dict:
     Args:
         run: a run directory written by `train`.
         text: one source sentence.
-        out: the `.png` to write (its directory must exist).
+        out: the file to write (its directory must exist): `.svg` or `.html` (drawn by a browser,
+            fonts embedded: readable in any script), or `.png` (matplotlib for scripts it can draw;
+            for Devanagari, Arabic and other scripts that need shaping, the SVG rendered by
+            headless Chromium when one is installed, else matplotlib with `#i` labels).
         max_length: most generated tokens, [EOS] included (default: the model's max_target_length).
         beam_size: 1 for greedy decoding, K > 1 for beam search.
 
     Returns:
-        {"translation": str, "source_tokens": [S], "target_tokens": [T], "weights": as `attention_weights`}.
+        {"translation": str, "source_tokens": [S], "target_tokens": [T], "weights": as `attention_weights`,
+         "layout": `draw_attention_svg`'s result, or None when matplotlib drew the PNG}.
 
     Raises:
-        ValueError: an empty text, an --out that is not a .png or a max_length out of range.
+        ValueError: an empty text, an --out that is not .png/.svg/.html, or a max_length out of range.
         FileNotFoundError: the directory of `out` does not exist.
         RunDirError: a run that cannot be loaded.
     """
@@ -163,8 +220,8 @@ def render_attention(run, text, out, max_length=None, beam_size=1) -> dict:
     from keras_transformer.translation import keras_translator
 
     out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"expected --out to be a .png file, got {str(out)!r}")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"expected --out to be a .png, .svg or .html file, got {str(out)!r}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
     if not isinstance(text, str) or not text.strip():
@@ -192,9 +249,15 @@ def render_attention(run, text, out, max_length=None, beam_size=1) -> dict:
     weights = attention_weights(model, source_ids, target_ids)
     source_tokens = source_tokenizer.tokens(text)[:limit] + ["[EOS]"]
     target_tokens = [target_tokenizer.tokenizer.id_to_token(i) for i in target_ids]
-    draw_attention(weights, source_tokens, target_tokens, out)
+    layout = None
+    from keras_transformer.attention_svg import find_chromium
+
+    if out.suffix.lower() != ".png" or (needs_shaping(source_tokens + target_tokens) and find_chromium()):
+        layout = draw_attention_svg(weights, source_tokens, target_tokens, out)  # a browser shapes the labels
+    else:
+        draw_attention(weights, source_tokens, target_tokens, out)
     return {"translation": translation.text, "source_tokens": source_tokens, "target_tokens": target_tokens,
-            "weights": weights}
+            "weights": weights, "layout": layout}
 
 
 def run_attention(args) -> int:

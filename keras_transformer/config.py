@@ -30,6 +30,7 @@ class TransformerConfig:
     activation: str = "relu"
     layer_norm_epsilon: float = 1e-6
     tie_output_embedding: bool = True  # share the target embedding with the pre-softmax linear (§3.4)
+    share_embeddings: bool = False  # one token embedding for source and target (needs one shared vocabulary)
 
     def __post_init__(self):
         for name in ("source_vocab_size", "target_vocab_size", "num_layers", "hidden_dim",
@@ -49,6 +50,10 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.dropout: expected 0 <= dropout < 1, got {self.dropout!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"TransformerConfig.activation: expected one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.share_embeddings and self.source_vocab_size != self.target_vocab_size:
+            raise ValueError(
+                "TransformerConfig: share_embeddings needs one vocabulary for both sides, got source_vocab_size="
+                f"{self.source_vocab_size} and target_vocab_size={self.target_vocab_size}")
         if not self.layer_norm_epsilon > 0:
             raise ValueError(f"TransformerConfig.layer_norm_epsilon: expected > 0, got {self.layer_norm_epsilon!r}")
 

@@ -108,7 +108,9 @@ class Decoder(keras.layers.Layer):
     """target ids (B, T), encoder output (B, S, D), source ids (B, S) -> logits (B, T, V).
 
     Built from a `TransformerConfig` dict. With `tie_output_embedding` the pre-softmax linear map
-    is the transposed target embedding matrix plus a bias (paper §3.4).
+    is the transposed target embedding matrix plus a bias (paper §3.4). With `share_embeddings` the
+    target embedding is the encoder's source embedding (`share_embedding_with`, done on the first
+    call on an encoder's output).
     """
 
     def __init__(self, config, **kwargs):
@@ -116,7 +118,7 @@ class Decoder(keras.layers.Layer):
         self.config = TransformerConfig.from_dict(config) if isinstance(config, dict) else config
         c = self.config
         self.embedding = PositionalEmbedding(c.target_vocab_size, c.hidden_dim, c.max_target_length,
-                                             name="target_embedding")
+                                             shared=c.share_embeddings, name="target_embedding")
         self.embedding_dropout = keras.layers.Dropout(c.dropout)
         self.decoder_layers = [
             DecoderLayer(c.hidden_dim, c.num_heads, c.intermediate_dim, c.dropout, c.activation, c.norm_first,
@@ -126,6 +128,34 @@ class Decoder(keras.layers.Layer):
         self.final_norm = LayerNormalization(c.layer_norm_epsilon, name="final_norm") if c.norm_first else None
         self.output_projection = (None if c.tie_output_embedding
                                   else keras.layers.Dense(c.target_vocab_size, name="output_projection"))
+
+    def __call__(self, target_ids, encoder_output=None, *args, **kwargs):
+        # share_embeddings: a decoder called on an encoder's symbolic output (build_transformer, and
+        # load_model, which calls the layers again) takes that encoder's token embedding before it
+        # builds, so the tie survives saving and loading.
+        if self.config.share_embeddings and self.embedding.token_embedding is None:
+            history = getattr(encoder_output, "_keras_history", None)
+            if history is not None:
+                self.share_embedding_with(history.operation)
+            deferred = self.__dict__.pop("_deferred_build_config", None)
+            if deferred is not None:
+                super().build_from_config(deferred)
+        return super().__call__(target_ids, encoder_output, *args, **kwargs)
+
+    def build_from_config(self, config):
+        if self.config.share_embeddings and self.embedding.token_embedding is None:
+            self._deferred_build_config = config  # load_model: built by the call that ties the embedding
+            return
+        super().build_from_config(config)
+
+    def share_embedding_with(self, encoder):
+        """Ties the target token embedding (and, with tie_output_embedding, the pre-softmax matrix) to
+        `encoder`'s source token embedding (TransformerConfig.share_embeddings; one shared vocabulary)."""
+        if not self.config.share_embeddings:
+            raise ValueError("Decoder.share_embedding_with: expected a config with share_embeddings=True")
+        if not hasattr(encoder, "embedding") or not isinstance(encoder.embedding, PositionalEmbedding):
+            raise ValueError(f"Decoder.share_embedding_with: expected an Encoder, got {type(encoder).__name__}")
+        self.embedding.share_token_embedding(encoder.embedding)
 
     def build(self, target_ids_shape, encoder_output_shape=None, source_ids_shape=None):
         c = self.config

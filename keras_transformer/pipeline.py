@@ -83,6 +83,32 @@ def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True,
     dataset = dataset.map(lambda *spans: tuple(  # row i of each column: its slice of the flat ids
         tf.slice(flat, [start], [length]) for flat, (start, length) in zip(flats, spans)))
     longest = max(max(len(s) for s in corpus.source), max(len(t) for t in corpus.target)) + 1
+    dataset, boundaries, batch_sizes = _bucketed(dataset, batch_tokens, longest, fixed_shapes)
+    # Each bucket flushes its last partial batch, so the number of batches does not depend on the
+    # shuffle order: declaring it gives Keras' progress bar its total from the first epoch.
+    num_batches = _num_batches(columns, boundaries, batch_sizes)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    dataset = dataset.map(lambda s, t, y: ({"source_ids": s, "target_ids": t}, y))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _num_batches(columns, boundaries, batch_sizes) -> int:
+    element_lengths = np.maximum(columns[0][2], columns[1][2])
+    bucket_sizes = np.bincount(np.searchsorted(boundaries, element_lengths, side="right"),
+                               minlength=len(batch_sizes))
+    return int(sum(-(-count // size) for count, size in zip(bucket_sizes, batch_sizes)))
+
+
+def _columns(corpus: EncodedCorpus):
+    return [_flat(corpus.source, suffix=(EOS_ID,)), _flat(corpus.target, prefix=(BOS_ID,)),
+            _flat(corpus.target, suffix=(EOS_ID,))]
+
+
+def _bucketed(dataset, batch_tokens: int, longest: int, fixed_shapes: bool):
+    """Rows (source + EOS, BOS + target, target + EOS) -> padded batches of about `batch_tokens`
+    tokens per side, bucketed by length; `longest` bounds every row's length."""
+    import tensorflow as tf
+
     boundaries = bucket_boundaries(longest)
     batch_sizes = [max(1, batch_tokens // b) for b in boundaries] + [max(1, batch_tokens // (longest + 1))]
     dataset = dataset.bucket_by_sequence_length(
@@ -92,12 +118,46 @@ def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True,
         padding_values=(PAD_ID, PAD_ID, PAD_ID),
         pad_to_bucket_boundary=fixed_shapes,
     )
-    # Each bucket flushes its last partial batch, so the number of batches does not depend on the
-    # shuffle order: declaring it gives Keras' progress bar its total from the first epoch.
-    element_lengths = np.maximum(columns[0][2], columns[1][2])
-    bucket_sizes = np.bincount(np.searchsorted(boundaries, element_lengths, side="right"),
-                               minlength=len(batch_sizes))
-    num_batches = int(sum(-(-count // size) for count, size in zip(bucket_sizes, batch_sizes)))
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return dataset, boundaries, batch_sizes
+
+
+def make_resampled_dataset(encode_pass, batch_tokens: int, longest: int, seed: int = 0,
+                           fixed_shapes: bool = False):
+    """Batches like `make_dataset`'s from a corpus encoded anew for each pass over the data:
+    `encode_pass()` returns a fresh `EncodedCorpus` (e.g. with BPE dropout, a new segmentation of
+    every sentence). `longest` bounds the rows' lengths (EOS/BOS included: the model's longer
+    maximum length). Rows are shuffled with a generator seeded by (seed, pass number).
+
+    Returns (dataset, steps_per_epoch). The number of batches of a pass varies with the
+    segmentation, so the dataset repeats forever and an epoch is `steps_per_epoch` batches (those of
+    one segmentation drawn here): no batch is dropped, and epochs match passes on average; give
+    `steps_per_epoch` to `model.fit`."""
+    import tensorflow as tf
+
+    passes = [0]
+
+    def one_pass():
+        corpus = encode_pass()
+        if len(corpus) == 0:
+            raise ValueError("expected at least one training pair after filtering, got none")
+        order = np.random.default_rng([seed, passes[0]]).permutation(len(corpus))
+        passes[0] += 1
+        corpus = EncodedCorpus([corpus.source[i] for i in order], [corpus.target[i] for i in order])
+        yield tuple(array for column in _columns(corpus) for array in column)
+
+    signature = tuple(tf.TensorSpec([None], dtype) for _ in range(3) for dtype in (tf.int32, tf.int64, tf.int64))
+
+    def rows(*arrays):  # the pass's 3 columns as (flat, starts, lengths) -> one element per pair
+        flats = arrays[0::3]
+        spans = tuple((arrays[i + 1], arrays[i + 2]) for i in (0, 3, 6))
+        return tf.data.Dataset.from_tensor_slices(spans).map(lambda *row: tuple(
+            tf.slice(flat, [start], [length]) for flat, (start, length) in zip(flats, row)))
+
+    dataset = tf.data.Dataset.from_generator(one_pass, output_signature=signature).flat_map(rows).repeat()
+    dataset, boundaries, batch_sizes = _bucketed(dataset, batch_tokens, longest, fixed_shapes)
+    sample = encode_pass()
+    if len(sample) == 0:
+        raise ValueError("expected at least one training pair after filtering, got none")
+    steps_per_epoch = max(1, _num_batches(_columns(sample), boundaries, batch_sizes))
     dataset = dataset.map(lambda s, t, y: ({"source_ids": s, "target_ids": t}, y))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch

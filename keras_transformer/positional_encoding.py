@@ -30,18 +30,33 @@ class PositionalEmbedding(keras.layers.Layer):
     its pre-softmax linear layer. `start_position` (a scalar) places a decoding step at its position.
     """
 
-    def __init__(self, vocab_size, hidden_dim, max_length, **kwargs):
+    def __init__(self, vocab_size, hidden_dim, max_length, shared=False, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_dim = hidden_dim
         self.max_length = max_length
-        self.token_embedding = keras.layers.Embedding(
+        # shared=True: the token embedding is another PositionalEmbedding's, given by `share_token_embedding`
+        # before the first call (the decoder's, with TransformerConfig.share_embeddings).
+        self.token_embedding = None if shared else keras.layers.Embedding(
             vocab_size, hidden_dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=hidden_dim**-0.5),
             name="token_embedding")
         self.positional_encoding = sinusoidal_positional_encoding(max_length, hidden_dim)  # (L, D)
 
+    def share_token_embedding(self, other: "PositionalEmbedding"):
+        """Uses `other`'s token embedding (one variable, two positional encodings)."""
+        if other.vocab_size != self.vocab_size or other.hidden_dim != self.hidden_dim:
+            raise ValueError(f"{self.name}: expected an embedding of {self.vocab_size} x {self.hidden_dim} to share, "
+                             f"got {other.vocab_size} x {other.hidden_dim}")
+        if self.token_embedding is not None and self.token_embedding is not other.token_embedding:
+            raise ValueError(f"{self.name}: already has its own token embedding; expected shared=True")
+        self.token_embedding = other.token_embedding
+
     def build(self, token_ids_shape):
-        self.token_embedding.build(token_ids_shape)
+        if self.token_embedding is None:
+            raise ValueError(f"{self.name}: shared=True but no embedding was shared with it before its first call "
+                             "(call share_token_embedding first)")
+        if not self.token_embedding.built:  # a shared embedding is built by its owner
+            self.token_embedding.build(token_ids_shape)
 
     @property
     def embeddings(self):

@@ -5,6 +5,7 @@
     RUN/source.tokenizer.json   RUN/target.tokenizer.json
     RUN/history.csv             one row per finished epoch, column `epoch` first
     RUN/backup/                 BackupAndRestore state while training is unfinished
+    RUN/epochs/                 epoch-K.npz weights kept for --average-checkpoints while training is unfinished
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 BACKUP_DIR = "backup"
+EPOCHS_DIR = "epochs"
 TEST_FILE = "test.tsv"
 
 
@@ -36,6 +38,7 @@ class RunDir:
     model_path = property(lambda self: self.path / MODEL_FILE)
     history_path = property(lambda self: self.path / HISTORY_FILE)
     backup_path = property(lambda self: self.path / BACKUP_DIR)
+    epochs_path = property(lambda self: self.path / EPOCHS_DIR)
     source_tokenizer_path = property(lambda self: self.path / SOURCE_TOKENIZER_FILE)
     target_tokenizer_path = property(lambda self: self.path / TARGET_TOKENIZER_FILE)
     test_path = property(lambda self: self.path / TEST_FILE)

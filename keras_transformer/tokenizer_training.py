@@ -88,3 +88,22 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     if non_empty == 0:
         raise ValueError("expected at least one non-empty sentence to train a tokenizer on, got none")
     return SubwordTokenizer(tokenizer, source="<trained>")
+
+
+def with_bpe_dropout(tokenizer: SubwordTokenizer, dropout: float) -> SubwordTokenizer:
+    """A copy of `tokenizer` that applies BPE-dropout (Provilkov et al., 2020): each merge is skipped
+    with probability `dropout`, so one word gets different segmentations from call to call.
+
+    For training data only: the tokenizer saved in a run (export, inference) stays deterministic.
+    The tokenizers library draws its own random numbers (no seed), so such segmentations are not
+    reproducible run to run.
+    """
+    import json
+
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 < dropout < 1.0:
+        raise ValueError(f"expected a BPE dropout with 0 < dropout < 1, got {dropout!r}")
+    values = json.loads(tokenizer.to_str())
+    if values.get("model", {}).get("type") != "BPE":
+        raise ValueError(f"expected a BPE tokenizer for BPE dropout, got model type {values.get('model', {}).get('type')!r}")
+    values["model"]["dropout"] = float(dropout)
+    return SubwordTokenizer.from_str(json.dumps(values), source=f"{tokenizer!r} with BPE dropout {dropout:g}")

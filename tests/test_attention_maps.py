@@ -112,7 +112,7 @@ def test_attention_command(tiny_run, tmp_path, capsys):
     assert out.read_bytes()[:8] == PNG_MAGIC
 
     for args, message in [
-        (["--out", str(tmp_path / "maps.jpg")], "expected --out to be a .png file, got"),
+        (["--out", str(tmp_path / "maps.jpg")], "expected --out to be a .png, .svg or .html file, got"),
         (["--out", str(tmp_path / "missing" / "m.png")], f"cannot write {tmp_path / 'missing' / 'm.png'}: directory"),
         (["--out", str(out), "--max-length", "0"], "expected --max-length between 1 and 40"),
     ]:
@@ -140,3 +140,100 @@ def test_a_devanagari_font_from_fontconfig_joins_the_font_family(monkeypatch):
         attention_maps._font_family.cache_clear()
     monkeypatch.setattr(attention_maps.shutil, "which", lambda name: None)
     assert find_font_file() is None  # no fontconfig: no font, no error
+
+
+# ---------------------------------------------------------------------------- any script: SVG / HTML / Chromium
+
+CONJUNCTS = ["▁क्षत्रिय", "▁स्त्री", "▁विद्यार्थी", "▁कृष्ण", "▁पढ़ी", "▁हिन्दी", "।"]  # half forms, reph, matras, nukta
+
+
+def _embedded_fonts_and_labels(svg_text):
+    """The fonts embedded in the SVG's @font-face rules (fontTools objects) and its <text> strings."""
+    import base64
+    import io
+    import re
+    import xml.etree.ElementTree as ElementTree
+
+    from fontTools.ttLib import TTFont
+
+    root = ElementTree.fromstring(svg_text)
+    namespace = "{http://www.w3.org/2000/svg}"
+    style = root.find(f"{namespace}style").text
+    fonts = [TTFont(io.BytesIO(base64.b64decode(data)))
+             for data in re.findall(r"url\(data:font/[a-z0-9]+;base64,([A-Za-z0-9+/=]+)\)", style)]
+    labels = ["".join(t.itertext()) for t in root.iter(f"{namespace}text")]
+    return fonts, labels
+
+
+def test_svg_labels_every_token_in_any_script_with_embedded_fonts(model_and_tokenizers, pair, tmp_path):
+    from keras_transformer.attention_maps import draw_attention_svg
+
+    source_ids, target_ids, source_tokens, target_tokens = pair
+    target_tokens = target_tokens[:len(target_ids)]
+    # Hindi conjuncts and vowel signs as the labels of the target side (same length as the weights').
+    hindi = (CONJUNCTS * len(target_tokens))[:len(target_tokens)]
+    weights = attention_weights(model_and_tokenizers[0], source_ids, target_ids)
+    path = tmp_path / "maps.svg"
+    layout = draw_attention_svg(weights, source_tokens, hindi, path)
+    assert layout["fallback"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.svg"]
+    fonts, labels = _embedded_fonts_and_labels(path.read_text(encoding="utf-8").split("\n", 1)[1])
+    # Every token is a label as itself (no "#i"), once per panel that shows it...
+    for token in source_tokens + hindi:
+        assert token in labels
+    assert not any(label.startswith("#") for label in labels)
+    # ...and no label falls back to the viewer's fonts: each character is in an embedded font.
+    covered = set().union(*(set(font.getBestCmap()) for font in fonts))
+    uncovered = {c for label in labels for c in label if not c.isspace() and ord(c) not in covered}
+    assert uncovered == set()
+    devanagari = [font for font in fonts if ord("क") in font.getBestCmap()]
+    assert devanagari and "GSUB" in devanagari[0]  # shaping tables kept: conjuncts and matras still form
+
+    page = tmp_path / "maps.html"
+    draw_attention_svg(weights, source_tokens, hindi, page)
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in text and "▁क्षत्रिय" in text
+
+
+def test_needs_shaping():
+    from keras_transformer.attention_maps import needs_shaping
+
+    assert not needs_shaping(["▁the", "[EOS]", "café", "Straße"])
+    assert needs_shaping(["▁की"]) and needs_shaping(["क"]) and needs_shaping(["مرحبا"])
+
+
+@pytest.mark.skipif(__import__("keras_transformer.attention_svg", fromlist=["find_chromium"]).find_chromium() is None,
+                    reason="needs a Chromium (apt-get install chromium)")
+def test_hindi_png_is_rendered_by_chromium(tiny_run, model_and_tokenizers, pair, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from keras_transformer import attention_maps
+
+    source_ids, target_ids, source_tokens, target_tokens = pair
+    hindi = (CONJUNCTS * len(target_ids))[:len(target_ids)]
+    weights = attention_weights(model_and_tokenizers[0], source_ids, target_ids)
+    out = tmp_path / "maps.png"
+    layout = attention_maps.draw_attention_svg(weights, source_tokens, hindi, out)
+    assert out.read_bytes()[:8] == PNG_MAGIC and layout["fallback"] == []
+    with Image.open(out) as image:
+        assert image.size == (layout["width"], layout["height"])
+        assert image.convert("L").getextrema()[0] < 64  # something was drawn, not a blank page
+
+    # render_attention sends a PNG whose tokens need shaping down this path, others to matplotlib.
+    calls = []
+    monkeypatch.setattr(attention_maps, "draw_attention_svg", lambda *args: calls.append("svg") or {})
+    monkeypatch.setattr(attention_maps, "draw_attention", lambda *args: calls.append("matplotlib"))
+    monkeypatch.setattr(attention_maps, "needs_shaping", lambda tokens: True)
+    attention_maps.render_attention(tiny_run, "the girl reads.", out)
+    monkeypatch.setattr(attention_maps, "needs_shaping", lambda tokens: False)
+    attention_maps.render_attention(tiny_run, "the girl reads.", out)
+    assert calls == ["svg", "matplotlib"]
+
+
+def test_attention_command_writes_svg(tiny_run, tmp_path, capsys):
+    from keras_transformer.cli import main
+
+    out = tmp_path / "maps.svg"
+    assert main(["attention", str(tiny_run), "do you call the girl?", "--out", str(out)]) == 0
+    assert "written to" in capsys.readouterr().out
+    assert out.read_text(encoding="utf-8").startswith('<?xml version="1.0" encoding="UTF-8"?>')
