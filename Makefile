@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean web
+.PHONY: demo test bench bench-ctranslate2 install clean web
 
 # The browser page (web/) and its tests (tests/test_web.py): node + npm and Debian's chromium from apt
 # when missing (as root, else with sudo), the page's npm packages (npm ci), the page built into
@@ -47,6 +47,11 @@ test: $(STAMP) $(BROWSER_STAMP) web
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# CTranslate2 on the same weights (the [bench] extra): the demo model; add `--also-run RUN` for more.
+bench-ctranslate2: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench --only ctranslate2
 
 clean:
 	rm -rf $(VENV) runs web/dist web/node_modules

@@ -1,6 +1,7 @@
 """`python -m bench [--smoke] [--only NAME ...] [--run DIR] [--bundle DIR] [--int8-bundle DIR] [--out FILE]`
 
-Runs the benchmarks (decoding, training, footprint, serving under load) and writes their tables with the machine's
+Runs the benchmarks (decoding, training, footprint, serving under load; `--only ctranslate2`, which needs
+the `[bench]` extra, compares with CTranslate2 on the same weights) and writes their tables with the machine's
 description to bench/RESULTS.md (or --out). `--smoke`: a tiny model and a few sentences, to check
 in seconds that every benchmark still runs (tests/test_bench_smoke.py does this).
 """
@@ -23,13 +24,16 @@ from bench.common import (Context, CpuContention, available_cores, load_average,
                           machine_description)
 
 BENCHMARKS = ("decoding", "training", "footprint", "load")
+OPTIONAL_BENCHMARKS = ("ctranslate2",)  # only with --only: they need the [bench] extra
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
+MODULES = {"ctranslate2": "ctranslate2_compare"}  # benchmark name -> bench/<module>.py when they differ
+OWN_OUT = {("ctranslate2",): DEFAULT_OUT.with_name("RESULTS-ctranslate2.md")}  # a full run of these alone
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
     parser.add_argument("--smoke", action="store_true", help="tiny model, a few sentences (seconds)")
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS),
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS + OPTIONAL_BENCHMARKS, default=list(BENCHMARKS),
                         help="run only these benchmarks")
     parser.add_argument("--run", type=Path, help="a trained run dir to use instead of training the demo model")
     parser.add_argument("--bundle", type=Path, help="its fp32 bundle (else exported into a temp dir)")
@@ -37,6 +41,9 @@ def parse_args(argv):
     parser.add_argument("--sentences", metavar="SPEC",
                         help="decode the source side of this corpus (FILE.tsv, ...) instead of the run's test.tsv or "
                              "the demo's held-out sentences")
+    parser.add_argument("--also-run", type=Path, action="append", default=[], metavar="DIR",
+                        help="ctranslate2: one more trained run dir to compare on (repeatable); its bundles are "
+                             "exported into a temp dir")
     parser.add_argument("--threads", type=int, default=1,
                         help="onnxruntime intra-op threads (default: 1, the Translator's default)")
     parser.add_argument("--out", type=Path, help=f"Markdown file to write (default: {DEFAULT_OUT} for a full run of "
@@ -48,8 +55,13 @@ def parse_args(argv):
         path = getattr(args, name)
         if path is not None and not path.is_dir():
             parser.error(f"--{name.replace('_', '-')}: expected a directory, got {path}")
+    for path in args.also_run:
+        if not path.is_dir():
+            parser.error(f"--also-run: expected a directory, got {path}")
     if (args.bundle or args.int8_bundle) and not args.run:
         parser.error("--bundle/--int8-bundle: expected --run too (the Keras rows need the trained model)")
+    if args.out is None and not args.smoke and tuple(args.only) in OWN_OUT:
+        args.out = OWN_OUT[tuple(args.only)]
     if args.out is None:
         partial = "-".join(args.only) if list(args.only) != list(BENCHMARKS) else ""
         suffix = "-".join(part for part in ("smoke" if args.smoke else "", partial) if part)
@@ -68,9 +80,10 @@ def main(argv=None, log=None) -> int:
     sections, failures = [], []
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         ctx = Context(smoke=args.smoke, workdir=Path(workdir), run_dir=args.run, fp32_bundle=args.bundle,
-                      int8_bundle=args.int8_bundle, threads=args.threads, sentences=args.sentences, log=log)
+                      int8_bundle=args.int8_bundle, threads=args.threads, sentences=args.sentences, log=log,
+                      also_runs=list(args.also_run))
         for name in args.only:
-            module = __import__(f"bench.{name}", fromlist=["run"])
+            module = __import__(f"bench.{MODULES.get(name, name)}", fromlist=["run"])
             section_started = time.perf_counter()
             log(f"[bench] {name} ...")
             try:

@@ -34,6 +34,7 @@ class Context:
     int8_bundle: Path | None = None  # --int8-bundle, else exported on first use
     threads: int = 1  # the Translator's default
     sentences: str | None = None  # --sentences SPEC: a corpus whose source side is decoded
+    also_runs: list = field(default_factory=list)  # --also-run DIR ...: more models (ctranslate2)
     log: object = print
     cache: dict = field(default_factory=dict)  # figures shared between benchmarks (peak, bandwidth)
 

@@ -195,7 +195,7 @@ def streamed_weights(onnx_path) -> tuple[int, int]:
     """(bytes, 2-D elements) of the weights a decoding step reads whole, whatever their type (fp32 or
     int8): every initializer but embedding tables that only a Gather uses (a Gather reads one row per
     token; a tied output projection is a separate, transposed copy). Each 2-D element is 2 matmul
-    FLOPs per decoded token."""
+    FLOPs per decoded token (the int8 graphs' packed 3-D weights count alike)."""
     import onnx
     from onnx import helper
 
@@ -204,7 +204,8 @@ def streamed_weights(onnx_path) -> tuple[int, int]:
     weights = [tensor for tensor in graph.initializer if tensor.name in read_whole]
     size = sum(int(np.prod(t.dims, dtype=np.int64)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
                for t in weights)
-    return size, sum(int(np.prod(t.dims)) for t in weights if len(t.dims) == 2)
+    # int8 (MatMulNBits) weights are packed (N, K blocks, block): K x N elements, padded to whole blocks
+    return size, sum(int(np.prod(t.dims)) for t in weights if len(t.dims) in (2, 3))
 
 
 class TimedSession:

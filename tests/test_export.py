@@ -139,7 +139,8 @@ def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path):
     assert 0.0 <= quantization["greedy_identical_to_fp32"] <= 1.0
     assert {"chrf_fp32", "chrf_int8"} <= set(quantization)
     decoder = onnx.load(out / fmt.DECODER_FILE)
-    assert any(node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for node in decoder.graph.node)
+    assert any(node.op_type == "MatMulNBits" for node in decoder.graph.node)  # weight-only int8, batch-invariant
+    assert quantization["method"] == "matmul_nbits_int8" and quantization["batch_invariant"] is True
 
 
 def _cli(*args):

@@ -1,0 +1,137 @@
+"""int8 bundles are batch-invariant: a sentence translates to the same token ids alone and inside
+batches of any companions, greedy and beam (export/quantize.py: weight-only int8, MatMulNBits, whose
+activations are quantized per row). onnxruntime's quantize_dynamic, used before, took one activation
+scale per batch; the graph-level test shows the difference on one matmul."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from keras_transformer.corpus import read_parallel_corpus
+from keras_transformer.export.quantize import dequantize_weight, quantize_model, quantize_weight
+from keras_transformer.run_dir import RunDir
+from keras_transformer.serve import Translator
+from keras_transformer.serve import bundle_format as fmt
+from keras_transformer.serve.bundle import read_bundle_config
+from keras_transformer.serve.decoding_options import DecodingOptions
+
+
+def _matmul_model(weight):
+    k, n = weight.shape
+    graph = helper.make_graph([helper.make_node("MatMul", ["A", "W"], ["Y"])], "matmul",
+                              [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
+                              [numpy_helper.from_array(weight, "W")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _session(model):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def test_packing_round_trips_within_half_a_step_per_block():
+    weight = np.random.default_rng(0).normal(size=(80, 24)).astype(np.float32)  # K not a multiple of the block
+    packed, scales = quantize_weight(weight, block_size=32)
+    assert packed.shape == (24, 3, 32) and packed.dtype == np.uint8 and scales.shape == (24, 3)
+    restored = dequantize_weight(packed, scales, 80)
+    step = np.repeat(scales.T, 32, axis=0)[:80]  # (K, N) the scale of each weight's block
+    assert np.all(np.abs(restored - weight) <= step / 2 + 1e-7)
+
+
+def test_a_quantized_row_does_not_depend_on_the_other_rows():
+    rng = np.random.default_rng(1)
+    weight = (rng.normal(size=(64, 96)) * 0.1).astype(np.float32)
+    rows = rng.normal(size=(6, 64)).astype(np.float32)
+    loud = np.concatenate([rows, 50.0 * rng.normal(size=(3, 64)).astype(np.float32)])  # other activation ranges
+
+    model, replaced = quantize_model(_matmul_model(weight))
+    assert replaced == 1 and [node.op_type for node in model.graph.node] == ["MatMulNBits"]
+    session = _session(model)
+    alone = np.concatenate([session.run(None, {"A": row[None]})[0] for row in rows])
+    assert np.array_equal(session.run(None, {"A": rows})[0], alone)
+    assert np.array_equal(session.run(None, {"A": loud})[0][:6], alone)
+    np.testing.assert_allclose(alone, rows @ weight, atol=0.05 * np.abs(rows @ weight).max())
+
+    # The method it replaces: one activation scale for the whole batch, so loud companions change a row.
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer  # noqa: F401  (the module quantize_dynamic uses)
+    from onnxruntime.quantization import quantize_dynamic
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(_matmul_model(weight), fp32)
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+        dynamic = _session(onnx.load(int8))
+    dynamic_alone = np.concatenate([dynamic.run(None, {"A": row[None]})[0] for row in rows])
+    assert not np.array_equal(dynamic.run(None, {"A": loud})[0][:6], dynamic_alone)
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory, tiny_run):
+    from keras_transformer.export.exporter import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
+    export_bundle(tiny_run, out, int8=True, log=lambda *a, **k: None)
+    return out
+
+
+def test_the_bundle_records_the_method(int8_bundle):
+    quantization = read_bundle_config(int8_bundle).values["quantization"]
+    assert quantization["method"] == "matmul_nbits_int8" and quantization["bits"] == 8
+    assert quantization["batch_invariant"] is True
+    assert quantization["greedy_identical_alone_and_batched"] == 1.0
+    assert quantization["matmuls_quantized"][fmt.DECODER_FILE] > 0
+    decoder = onnx.load(int8_bundle / fmt.DECODER_FILE)
+    op_types = {node.op_type for node in decoder.graph.node}
+    assert "MatMulNBits" in op_types and not op_types & {"DynamicQuantizeLinear", "MatMulInteger",
+                                                          "DynamicQuantizeMatMul"}
+
+
+def test_step_logits_are_bitwise_identical_alone_and_padded_beside_a_longer_sentence(int8_bundle, tiny_run):
+    """The exact cross-attention (export/quantize.py): padding the source adds exact zeros. (The fp32
+    graph's MatMul differs here by an ulp for some sentences, harmless without int8 rounding.)"""
+    from keras_transformer.serve.translator import pad_batch
+
+    texts = [source for source, _ in read_parallel_corpus(str(RunDir(tiny_run).test_path))[0]]
+    translator = Translator(int8_bundle)
+    model = translator.model
+    sources = translator._source_ids(texts, list(range(len(texts))))
+    longest = max(sources, key=len)
+
+    def logits(rows):
+        state, tokens, out = model.start(pad_batch(rows)), np.full(len(rows), fmt.BOS_ID, np.int32), []
+        for position in range(3):
+            step_logits, state = model.step(tokens, position, state)
+            out.append(step_logits[0])
+            tokens = np.full(len(rows), 5 + position, np.int32)
+        return np.stack(out)
+
+    for source in sources:
+        assert np.array_equal(logits([source]), logits([source, longest, source[:2] + [fmt.EOS_ID]]))
+
+
+# The tiny model's beams prefer the empty hypothesis unless a strong length penalty favours length.
+@pytest.mark.filterwarnings("ignore::keras_transformer.serve.translator.TruncationWarning")  # long companions
+@pytest.mark.parametrize("beam_size, length_penalty", [(1, 1.0), (4, 8.0)])
+def test_a_sentence_translates_the_same_alone_and_in_any_batch(int8_bundle, tiny_run, beam_size, length_penalty):
+    texts = [source for source, _ in read_parallel_corpus(str(RunDir(tiny_run).test_path))[0]][:16]
+    companions = ["zebra " * 12, "the", "9 9 9 ! ? , . ; : ' \" @ # $ % ^ & * ( )", "THE GIRLS READ " * 8]
+    translator = Translator(int8_bundle)
+
+    def ids(batch, batch_size):
+        options = DecodingOptions(beam_size=beam_size, batch_size=batch_size, length_penalty=length_penalty)
+        return [result.target_ids for result in translator.translate_batch(batch, options)]
+
+    alone = [ids([text], 1)[0] for text in texts]
+    assert ids(texts, 16) == alone
+    assert ids(texts[::-1], 5)[::-1] == alone
+    mixed = [x for pair in zip(texts, companions * 4) for x in pair]  # each sentence beside a companion
+    assert ids(mixed, 8)[::2] == alone
+    assert ids(companions + texts, 32)[len(companions):] == alone
+    assert sum(map(len, alone)) >= len(texts)  # real translations, not a trivial comparison
