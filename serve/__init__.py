@@ -2,8 +2,8 @@
 
 Installed as `keras_transformer.serve` (the repository folder is `serve/`)::
 
-    from keras_transformer.serve import Translator
-    Translator("runs/demo/bundle").translate(["How are you?"], beam_size=4)
+    >>> from keras_transformer.serve import Translator
+    >>> Translator("runs/demo/bundle").translate(["How are you?"], beam_size=4)
 
 `Translator` is imported lazily, so that `keras_transformer.serve.bundle_format` (used by training
 and export) does not load onnxruntime. Nothing in this package imports tensorflow, keras, tf2onnx,
