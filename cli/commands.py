@@ -277,6 +277,7 @@ def _translate(args) -> int:
 
 def _run_translate(args) -> int:
     from keras_transformer.serve.decoding_options import DecodingOptions
+    from keras_transformer.serve.translator import TruncationWarning
     from keras_transformer.translation import is_run_dir, load_translator
 
     if args.input and args.texts:
@@ -292,7 +293,7 @@ def _run_translate(args) -> int:
         texts = text_io.read_lines(args.input) if args.input else args.texts or text_io.stdin_lines()
         for text in texts:
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+                warnings.simplefilter("always", TruncationWarning)
                 for piece in translator.stream(text, **options):
                     print(text_io.one_line(piece), end="", flush=True)
             print(flush=True)
@@ -335,9 +336,10 @@ def _translate_quietly(translator, texts, args, progress=None, **options) -> lis
     """The output lines for `texts`: one per text, or --n-best per text, each `SCORE\tTEXT` with
     --scores; the translator's warnings are printed as one stderr line each."""
     from keras_transformer.serve.decoding_options import DecodingOptions
+    from keras_transformer.serve.translator import TruncationWarning
 
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", TruncationWarning)
         results = translator.translate_batch(texts, DecodingOptions(**options), progress=progress)
     _report(caught)
     lines = []
@@ -350,8 +352,15 @@ def _translate_quietly(translator, texts, args, progress=None, **options) -> lis
 
 
 def _report(caught) -> None:
+    """The Translator's own warnings (texts cut to the source limit) as one stderr line each; any
+    other warning that passed the filters as Python would show it."""
+    from keras_transformer.serve.translator import TruncationWarning
+
     for warning in caught:
-        print(f"keras-transformer translate: warning: {warning.message}", file=sys.stderr)
+        if issubclass(warning.category, TruncationWarning):
+            print(f"keras-transformer translate: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 # --- serve --------------------------------------------------------------------------------------
