@@ -161,8 +161,9 @@ def greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, settings=
     tokens = np.full(batch_size, bos_id, dtype=np.int32)  # (L,)
     for position in range(max_length):
         logits, state = model.step(tokens, position, state)  # (L, V)
-        logits = apply_penalties(_checked_logits(logits, len(sentences)), generated[sentences, :position],
-                                 logits_settings)
+        logits = _checked_logits(logits, len(sentences))
+        if logits_settings.changes_logits:  # the history copy is made only when a penalty reads it
+            logits = apply_penalties(logits, generated[sentences, :position], logits_settings)
         if logits_settings.samples:
             tokens = sample(logits, logits_settings, [generators[s] for s in sentences])  # (L,)
         else:
