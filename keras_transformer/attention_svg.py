@@ -147,7 +147,12 @@ def attention_svg(weights, source_tokens, target_tokens, kinds, axes_of) -> tupl
 
     label_margin = max(_text_width(t) for t in tokens["source"] + tokens["target"]) + 8
     longest = max(len(tokens["source"]), len(tokens["target"]))
-    panel_w = label_margin + CELL * longest + 24
+    subtitles = [f"layer {num_layers}, head {num_heads}: rows {rows} (query), columns {columns} (key)"
+                 for rows, columns in (axes_of[kind] for kind in kinds)]
+    # A panel is as wide as its grid, and never narrower than its titles (the subtitle is drawn at 10 px),
+    # so a short sentence's titles do not run into the next head's panel.
+    title_w = max(max(_text_width(t) for t in kinds.values()), *(_text_width(t) * 10 / FONT_SIZE for t in subtitles))
+    panel_w = max(label_margin + CELL * longest + 24, title_w + 12)
     panel_h = {kind: 34 + label_margin + CELL * len(tokens[axes_of[kind][0]]) + 20 for kind in kinds}
     row_tops, top = [], 0.0  # one row of panels per (kind, layer)
     for kind in kinds:

@@ -237,3 +237,36 @@ def test_attention_command_writes_svg(tiny_run, tmp_path, capsys):
     assert main(["attention", str(tiny_run), "do you call the girl?", "--out", str(out)]) == 0
     assert "written to" in capsys.readouterr().out
     assert out.read_text(encoding="utf-8").startswith('<?xml version="1.0" encoding="UTF-8"?>')
+
+
+@pytest.mark.skipif(__import__("keras_transformer.attention_svg", fromlist=["find_chromium"]).find_chromium() is None,
+                    reason="needs a Chromium (apt-get install chromium)")
+def test_titles_stay_inside_their_panel_for_a_short_sentence(tmp_path):
+    """Measured by the browser: with two tokens a side, each panel's title and subtitle end before
+    the next head's panel begins (they used to run into it)."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    from keras_transformer.attention_maps import draw_attention_svg
+    from keras_transformer.attention_svg import find_chromium
+
+    rng = np.random.default_rng(0)
+    softmax = lambda shape: (lambda x: x / x.sum(-1, keepdims=True))(rng.random(shape))  # noqa: E731
+    weights = {"encoder_self": [softmax((4, 2, 2))] * 2, "decoder_self": [softmax((4, 2, 2))] * 2,
+               "decoder_cross": [softmax((4, 2, 2))] * 2}
+    page = tmp_path / "maps.html"
+    draw_attention_svg(weights, ["▁hi", "[EOS]"], ["▁नमस्ते", "[EOS]"], page)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=find_chromium())
+        try:
+            tab = browser.new_page()
+            tab.goto(page.as_uri())
+            boxes = tab.evaluate("""() => [...document.querySelectorAll('text')]
+                .filter(t => t.textContent.startsWith('layer ') || t.classList.contains('title'))
+                .map(t => { const b = t.getBBox(); return [Number(t.getAttribute('x')), b.x + b.width]; })""")
+        finally:
+            browser.close()
+    starts = sorted({x for x, _ in boxes})
+    assert len(starts) == 4  # one column of panels per head
+    panel_width = starts[1] - starts[0]
+    assert all(right <= x - 6 + panel_width for x, right in boxes), boxes
