@@ -142,13 +142,15 @@ def run_recipe(name: str, work: Path, beam_sizes=(1, 4), reuse=False):
 
 def _kept_weights_note(options: list[str], history: list[dict]) -> str:
     """Which epochs model.keras is made of, from the train options and history.csv (" ..." or "")."""
-    from keras_transformer.training import ranked_epochs
+    from keras_transformer.training import TrainingSettings, selected_epochs
 
     value = lambda flag, default: options[options.index(flag) + 1] if flag in options else default  # noqa: E731
-    keep_best, count = value("--keep-best", None), int(value("--average-checkpoints", 1))
+    settings = TrainingSettings(keep_best=value("--keep-best", None),
+                                average_checkpoints=int(value("--average-checkpoints", 1)))
+    keep_best, count = settings.keep_best, settings.average_checkpoints
     if keep_best is None and count == 1:
         return ""
-    epochs = ranked_epochs(history, keep_best)[:count] if keep_best else [int(r["epoch"]) for r in history][-count:]
+    epochs = selected_epochs(history, settings)
     which = f"the best {count} by validation {keep_best}" if keep_best else f"the last {count}"
     note = (f" `model.keras` (so the bundle) is the mean of the weights of epochs {sorted(epochs)}, {which}."
             if count > 1 else f" `model.keras` is epoch {epochs[0]}, the best by validation {keep_best}.")
