@@ -163,6 +163,9 @@ def _add_export_parser(commands):
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--int8", action="store_true", help="weight-only int8 MatMul weights (onnxruntime MatMulNBits; a translation never depends on its batch)")
     p.add_argument("--opset", type=int, help="ONNX opset, 17 or later (default: export.onnx_graphs.OPSET = 17)")
+    p.add_argument("--standard-ops", action="store_true",
+                   help="decoder.onnx of standard ONNX operators only (converted by tf2onnx), for runtimes other "
+                        "than onnxruntime; the default uses onnxruntime's fused attention and layer-norm operators")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.set_defaults(handler=_export)
 
@@ -171,7 +174,8 @@ def _export(args):
     from keras_transformer.export.exporter import export_bundle
     from keras_transformer.export.onnx_graphs import OPSET
 
-    export_bundle(args.run, args.out, int8=args.int8, opset=args.opset or OPSET, force=args.force)
+    export_bundle(args.run, args.out, int8=args.int8, opset=args.opset or OPSET, force=args.force,
+                  standard_ops=args.standard_ops)
 
 
 def _add_evaluate_parser(commands):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fused_graphs import convert_fused_decoder_step
 from .onnx_graphs import OPSET, convert_decoder_step, convert_encoder
 from .parity import ParityError, check_parity
 from keras_transformer.serve import bundle_format as fmt
@@ -61,7 +62,7 @@ def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
     return pad_batch(sources[:8]), pad_batch(targets[:8]), sources
 
 
-def _bundle_config(model_config, opset, parity, quantization, directory):
+def _bundle_config(model_config, opset, parity, quantization, directory, decoder_built_by):
     encoder_inputs, encoder_outputs = fmt.encoder_io_names(model_config.num_layers)
     decoder_inputs, decoder_outputs = fmt.decoder_io_names(model_config.num_layers)
     files = [fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE]
@@ -70,8 +71,10 @@ def _bundle_config(model_config, opset, parity, quantization, directory):
         "special_ids": fmt.SPECIAL_IDS,
         "model": {**model_config.to_dict(), "head_dim": model_config.head_dim},
         "graphs": {
-            "encoder": {"file": fmt.ENCODER_FILE, "inputs": encoder_inputs, "outputs": encoder_outputs},
-            "decoder": {"file": fmt.DECODER_FILE, "inputs": decoder_inputs, "outputs": decoder_outputs},
+            "encoder": {"file": fmt.ENCODER_FILE, "inputs": encoder_inputs, "outputs": encoder_outputs,
+                        "built_by": "tf2onnx"},
+            "decoder": {"file": fmt.DECODER_FILE, "inputs": decoder_inputs, "outputs": decoder_outputs,
+                        "built_by": decoder_built_by},
         },
         "opset": opset,
         "quantization": quantization,
@@ -100,10 +103,14 @@ def _move_into_place(tmp: Path, out: Path):
         os.replace(tmp, out)
 
 
-def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
+def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print, standard_ops=False,
                   _graph_hook=None) -> dict:
-    """Exports run `run_dir` to bundle `out`; returns the bundle's config. `_graph_hook(tmp_dir)`
-    (tests only) may tamper with the graphs before the parity check."""
+    """Exports run `run_dir` to bundle `out`; returns the bundle's config.
+
+    encoder.onnx is converted by tf2onnx; decoder.onnx is built from the weights with onnxruntime's
+    fused operators (`export/fused_graphs.py`), or with `standard_ops` converted by tf2onnx into
+    standard ONNX operators only. `_graph_hook(tmp_dir)` (tests only) may tamper with the graphs before the
+    parity check."""
     import onnx
 
     from keras_transformer.run_dir import RunDir
@@ -122,8 +129,14 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.", dir=out.parent))
     try:
         onnx.save(convert_encoder(model, opset), tmp / fmt.ENCODER_FILE)
-        onnx.save(convert_decoder_step(model, opset), tmp / fmt.DECODER_FILE)
-        log(f"Converted with tf2onnx (opset {opset}) in {time.perf_counter() - started:.1f}s")
+        if standard_ops:
+            decoder_built_by = "tf2onnx (standard ONNX operators)"
+            onnx.save(convert_decoder_step(model, opset), tmp / fmt.DECODER_FILE)
+        else:
+            decoder_built_by = "export.fused_graphs (onnxruntime's fused operators)"
+            onnx.save(convert_fused_decoder_step(model, opset), tmp / fmt.DECODER_FILE)
+        log(f"Converted (encoder: tf2onnx, decoder: {decoder_built_by}; opset {opset}) "
+            f"in {time.perf_counter() - started:.1f}s")
         if _graph_hook is not None:
             _graph_hook(tmp)
         shell = BundleConfig(tmp, {"model": model_config.to_dict()})
@@ -141,11 +154,13 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
         if int8:
             from .int8_check import quantize_and_compare
 
+            if not standard_ops:  # int8 needs a cross-attention that padding cannot change in the last bit
+                onnx.save(convert_fused_decoder_step(model, opset, plain_cross_attention=True), tmp / fmt.DECODER_FILE)
             quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
                                                 model_config, log)
         shutil.copyfile(run.source_tokenizer_path, tmp / fmt.SOURCE_TOKENIZER_FILE)
         shutil.copyfile(run.target_tokenizer_path, tmp / fmt.TARGET_TOKENIZER_FILE)
-        config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp)
+        config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp, decoder_built_by)
         (tmp / fmt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be shared
         _move_into_place(tmp, out)

@@ -1,5 +1,5 @@
-// Just enough of the ONNX protobuf format to find the decoder's cross-attention softmax nodes and to
-// expose their outputs in a second copy of decoder.onnx, for the attention view.
+// Just enough of the ONNX protobuf format to find where the decoder's cross-attention weights are
+// computed and to expose them in a second copy of decoder.onnx, for the attention view.
 //
 // The decoding sessions keep the lean exported graph. The attention view builds its own session
 // from the same bytes with extra graph outputs: protobuf merges a repeated embedded message, so
@@ -77,8 +77,12 @@ export function readGraph(bytes) {
 }
 
 /**
- * Per decoder layer, the name of the Softmax output holding its cross-attention weights (B, H, 1, S):
- * the Softmax whose output a MatMul multiplies with the graph input cross_value_{layer}.
+ * Per decoder layer, where its cross-attention weights (B, H, 1, S) can be read:
+ * - {name, scores: false}: the output of the Softmax whose result a MatMul (or, in the int8
+ *   bundles' padding-exact form, a Mul) multiplies with the graph input cross_value_{layer};
+ * - {name, scores: true}: the fourth output of the MultiHeadAttention node that attends over
+ *   cross_key_{layer} (the fused decoder, export/fused_graphs.py): the masked, scaled scores before
+ *   the softmax, which the caller applies.
  */
 export function crossAttentionOutputs(bytes, numLayers) {
   const { nodes } = readGraph(bytes);
@@ -92,17 +96,40 @@ export function crossAttentionOutputs(bytes, numLayers) {
     }
     return name;
   };
-  const names = new Array(numLayers).fill(null);
-  for (const softmax of nodes.filter((n) => n.opType === "Softmax")) {
-    for (const consumer of nodes) {
-      if (consumer.opType !== "MatMul" || consumer.inputs[0] !== softmax.outputs[0]) continue;
-      const match = /^cross_value_(\d+)$/.exec(source(consumer.inputs[1]));
-      if (match && Number(match[1]) < numLayers) names[Number(match[1])] = softmax.outputs[0];
+  const layerOf = (name, prefix) => {
+    const match = new RegExp(`^${prefix}_(\\d+)$`).exec(source(name));
+    return match && Number(match[1]) < numLayers ? Number(match[1]) : null;
+  };
+  const found = new Array(numLayers).fill(null);
+  const softmaxes = new Set(nodes.filter((n) => n.opType === "Softmax").map((n) => n.outputs[0]));
+  for (const node of nodes) {
+    if (node.opType === "MultiHeadAttention") {
+      const layer = layerOf(node.inputs[1] || "", "cross_key");
+      if (layer !== null && node.outputs[3]) found[layer] = { name: node.outputs[3], scores: true };
+    } else if (node.opType === "MatMul" || node.opType === "Mul") {
+      const [a, b] = node.inputs;
+      for (const [weights, values] of [[a, b], [b, a]]) {
+        const layer = layerOf(values, "cross_value");
+        const weightsSource = node.opType === "MatMul" ? weights : source(weights);
+        if (layer !== null && softmaxes.has(weightsSource)) found[layer] = { name: weightsSource, scores: false };
+      }
     }
   }
-  const missing = names.findIndex((n) => n === null);
-  if (missing >= 0) throw new Error(`decoder.onnx: no cross-attention Softmax found for layer ${missing}`);
-  return names;
+  const missing = found.findIndex((n) => n === null);
+  if (missing >= 0) throw new Error(`decoder.onnx: no cross-attention weights found for layer ${missing}`);
+  return found;
+}
+
+/** Softmax over each row of `length` values of `data` (in place). */
+export function softmaxRows(data, length) {
+  for (let start = 0; start < data.length; start += length) {
+    let top = -Infinity;
+    for (let i = start; i < start + length; i++) top = Math.max(top, data[i]);
+    let sum = 0;
+    for (let i = start; i < start + length; i++) { data[i] = Math.exp(data[i] - top); sum += data[i]; }
+    for (let i = start; i < start + length; i++) data[i] /= sum;
+  }
+  return data;
 }
 
 function varint(value) {

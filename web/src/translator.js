@@ -5,7 +5,7 @@
 // max_source_length - 1, then [EOS]; encoder.onnx once; decoder.onnx step by step with its
 // key/value cache (greedy or beam search, web/src/decoding.js); detokenize.
 import { beamSearch, BOS_ID, EOS_ID } from "./decoding.js";
-import { crossAttentionOutputs, withExtraOutputs } from "./onnx_graph.js";
+import { crossAttentionOutputs, softmaxRows, withExtraOutputs } from "./onnx_graph.js";
 import { sha256Hex } from "./sha256.js";
 import { isBlank, SubwordTokenizer, wellFormed } from "./tokenizer.js";
 
@@ -261,7 +261,8 @@ export class BrowserTranslator {
    * Cross-attention of one translated sentence: weights[layer][head][t][s], the attention of the
    * decoder step that produced output token t (the outputs, then [EOS] if the translation ended with
    * it) over the source tokens (with their [EOS]). Runs a second decoder session, created on first
-   * use, whose graph also outputs the cross-attention softmax of every layer; the decoding sessions
+   * use, whose graph also outputs every layer's cross-attention weights (or the scores they are the
+   * softmax of: onnx_graph.js `crossAttentionOutputs`); the decoding sessions
    * stay lean.
    */
   attention(sourceIds, outputIds, endedWithEos = true) {
@@ -272,12 +273,13 @@ export class BrowserTranslator {
 
   async _attention(sourceIds, outputIds, endedWithEos) {
     if (!this.attentionModel) {
-      const names = crossAttentionOutputs(this.decoderBytes, this.config.model.num_layers);
+      const found = crossAttentionOutputs(this.decoderBytes, this.config.model.num_layers);
+      const names = found.map((f) => f.name);
       const session = await this.ort.InferenceSession.create(withExtraOutputs(this.decoderBytes, names),
                                                              { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
       this.attentionModel = new OnnxStepModel(this.ort, this.model.encoder, session, this.config);
       this.attentionModel.outputNames.push(...names);
-      this.attentionNames = names;
+      this.attentionNames = found;
     }
     const model = this.attentionModel;
     await model.start(sourceIds);
@@ -287,8 +289,9 @@ export class BrowserTranslator {
     const weights = Array.from({ length: L }, () => Array.from({ length: H }, () => []));
     for (let t = 0; t < inputs.length; t++) {
       await model.step(Int32Array.of(inputs[t]), t);
-      this.attentionNames.forEach((name, layer) => {
-        const data = model.lastResults[name].data; // (1, H, 1, S)
+      this.attentionNames.forEach(({ name, scores }, layer) => {
+        let data = model.lastResults[name].data; // (1, H, 1, S): weights, or scores before the softmax
+        if (scores) data = softmaxRows(Float32Array.from(data), S);
         for (let h = 0; h < H; h++) weights[layer][h].push(Array.from(data.subarray(h * S, (h + 1) * S)));
       });
     }
