@@ -109,8 +109,9 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
 
     encoder.onnx is converted by tf2onnx; decoder.onnx is built from the weights with onnxruntime's
     fused operators (`export/fused_graphs.py`), or with `standard_ops` converted by tf2onnx into
-    standard ONNX operators only. `_graph_hook(tmp_dir)` (tests only) may tamper with the graphs before the
-    parity check."""
+    standard ONNX operators only. The int8 decoder is the fused one with a plain-operator
+    cross-attention (tested equal to Keras in tests/test_fused_graphs.py), then quantized.
+    `_graph_hook(tmp_dir)` (tests only) may tamper with the graphs before the parity check."""
     import onnx
 
     from keras_transformer.run_dir import RunDir

@@ -2,9 +2,10 @@
 
 tf2onnx lowers the model into many small kernels (head splits and merges, cache concatenations,
 the attention arithmetic, each Dense's bias add, shape computations): 113 per decoding step for the
-demo model. For a small model a step's time is mostly the cost of launching kernels, not
-arithmetic, so this module builds the same functions from a few larger kernels, all onnxruntime
-operators (the `com.microsoft` domain, on the CPU and in onnxruntime-web):
+demo model. For a small model much of a step's time is the cost per kernel, not arithmetic, so
+this module builds the same function from a few larger kernels (34 for the demo model), all
+onnxruntime operators (the `com.microsoft` domain, on the CPU and in onnxruntime-web); measured
+against tf2onnx's graph in bench/RESULTS-decoder-graph.md:
 
     attention        MatMul x·[Wq|Wk|Wv] -> Split -> MultiHeadAttention(q, k, v, bias, mask or past K/V)
                      -> MatMul W_o -> SkipLayerNormalization(out + x + b_o)     (Add & Norm in one)
@@ -16,9 +17,9 @@ MultiHeadAttention appends the new key/value to the cache itself (its `present_*
 by 1/√d_k and masks padded source keys, as `keras_transformer.attention` does (a masked score there
 is set to -1e9, here -10000 is added: both weigh 0 after the softmax in float32). Post-norm is the
 paper's Add & Norm, LN(x + sublayer(x)); with `norm_first` (pre-norm) SkipLayerNormalization's
-fourth output is the residual stream and its first the next sublayer's normalized input. The graphs
-keep the bundle's interface (`serve/bundle_format.py`), so nothing in `serve/` depends on which
-builder wrote them, and the export's parity check compares them with the Keras model, outputs and
+fourth output is the residual stream and its first the next sublayer's normalized input. The graph
+keeps the bundle's interface (`serve/bundle_format.py`), so nothing in `serve/` depends on which
+builder wrote it, and the export's parity check compares it with the Keras model, logits and
 tokens. encoder.onnx stays tf2onnx's: it runs once per batch, and the same fusion measured slower
 there at batch 4 and 32 (MultiHeadAttention over S x S), no faster at batch 1.
 """
@@ -318,8 +319,8 @@ def _plain_attention(g: _Graph, p, query, query_bias, layer, mask_bias, num_head
     weights = g.node("Softmax", [g.node("Add", [scores, mask_bias], f"{p}_masked")], f"{p}_weights", axis=-1)
     heads = g.node("MatMul", [weights, fmt.cross_value_name(layer)], f"{p}_heads_out")  # (B, H, 1, Dh)
     merged = g.node("Transpose", [heads], f"{p}_bthd", perm=[0, 2, 1, 3])  # (B, 1, H, Dh)
-    return g.node("Reshape", [merged, g.constant(f"{p}_merged_shape", np.array([0, 1, num_heads * head_dim], np.int64))],
-                  f"{p}_attended")
+    merged_shape = g.constant(f"{p}_merged_shape", np.array([0, 1, num_heads * head_dim], np.int64))
+    return g.node("Reshape", [merged, merged_shape], f"{p}_attended")
 
 
 def convert_fused_decoder_step(model, opset: int = 17, plain_cross_attention: bool = False):
