@@ -33,13 +33,13 @@ import numpy as np
 from keras_transformer.serve import bundle_format as fmt
 
 MS_DOMAIN = "com.microsoft"
+MASK_FILTER_VALUE = -10000.0  # MultiHeadAttention's default, added to masked scores
 
 
 def cross_scores_name(layer: int) -> str:
     """A fused decoder's inner tensor (B, H, 1, S): layer `layer`'s cross-attention scores, masked
     and scaled, before the softmax (the browser's attention view adds it to the graph outputs)."""
     return f"cross_attention_scores_{layer}"
-MASK_FILTER_VALUE = -10000.0  # MultiHeadAttention's default, added to masked scores
 
 
 @dataclass
@@ -68,7 +68,7 @@ class LayerWeights:
 
 
 @dataclass
-class StackWeights:
+class DecoderWeights:
     """The decoder, as float32 numpy arrays."""
 
     embedding: np.ndarray  # (V, D) token embedding (unscaled)
@@ -86,7 +86,7 @@ class Architecture:
     norm_first: bool = False
 
 
-def decoder_weights(model) -> tuple[StackWeights, Architecture]:
+def decoder_weights(model) -> tuple[DecoderWeights, Architecture]:
     """The decoder's weights and the architecture of a `build_transformer` model (needs Keras)."""
     from keras import ops
 
@@ -105,12 +105,6 @@ def decoder_weights(model) -> tuple[StackWeights, Architecture]:
         return AttentionWeights(dense(layer.query_dense), dense(layer.key_dense), dense(layer.value_dense),
                                 dense(layer.output_dense), norm(add_and_norm))
 
-    def stack(layer_stack, layers, output):
-        final = layer_stack.final_norm
-        return StackWeights(array(layer_stack.embedding.embeddings),
-                            np.asarray(layer_stack.embedding.positional_encoding, np.float32), layers,
-                            None if final is None else (array(final.gamma), array(final.beta)), output)
-
     def feed_forward(layer):
         ff = layer.feed_forward
         return FeedForwardWeights(dense(ff.expand), dense(ff.contract), norm(layer.feed_forward_norm))
@@ -123,8 +117,11 @@ def decoder_weights(model) -> tuple[StackWeights, Architecture]:
         output = (np.ascontiguousarray(array(decoder.embedding.embeddings).T), array(decoder.output_bias))
     else:
         output = dense(decoder.output_projection)
-    return (stack(decoder, decoder_layers, output),
-            Architecture(config.num_heads, config.layer_norm_epsilon, config.activation, config.norm_first))
+    final = decoder.final_norm
+    weights = DecoderWeights(array(decoder.embedding.embeddings),
+                             np.asarray(decoder.embedding.positional_encoding, np.float32), decoder_layers,
+                             None if final is None else (array(final.gamma), array(final.beta)), output)
+    return weights, Architecture(config.num_heads, config.layer_norm_epsilon, config.activation, config.norm_first)
 
 
 class _Graph:
@@ -169,18 +166,17 @@ class _Graph:
             epsilon=self.arch.epsilon)
         return summed, normed
 
-    def self_attention(self, p, h, w: AttentionWeights, mask="", past=None, present=None):
-        """Packed Q/K/V projection, MultiHeadAttention, output projection (its bias left to `residual`).
-        h (B, T, D); mask int32 (B, T) or ""; past/present: the cache's (key, value) names or None."""
+    def self_attention(self, p, h, w: AttentionWeights, past, present):
+        """Packed Q/K/V projection, MultiHeadAttention over the cache, output projection (its bias
+        left to `residual`). h (B, 1, D); past/present: the cache's (key, value) input/output names.
+        No causal mask: the cache holds earlier positions only."""
         kernel = np.concatenate([w.query[0], w.key[0], w.value[0]], axis=1)  # (D, 3D)
-        qkv = self.node("MatMul", [h, self.constant(f"{p}_qkv_kernel", kernel)], f"{p}_qkv")  # (B, T, 3D)
+        qkv = self.node("MatMul", [h, self.constant(f"{p}_qkv_kernel", kernel)], f"{p}_qkv")  # (B, 1, 3D)
         sizes = self.constant(f"{p}_qkv_split", np.array([kernel.shape[0]] * 3, np.int64))
         q, k, v = self.node("Split", [qkv, sizes], [f"{p}_q", f"{p}_k", f"{p}_v"], axis=2)
         bias = self.constant(f"{p}_qkv_bias", np.concatenate([w.query[1], w.key[1], w.value[1]]))
-        inputs = [q, k, v, bias, mask] + (["", *past] if past else [])  # attention_bias unused
-        outputs = [f"{p}_attended"] + (list(present) if present else [])
-        attended = self.node("MultiHeadAttention", inputs, outputs, domain=MS_DOMAIN, num_heads=self.arch.num_heads)
-        attended = attended if isinstance(attended, str) else attended[0]
+        attended, _, _ = self.node("MultiHeadAttention", [q, k, v, bias, "", "", *past],  # no mask, no attention bias
+                                   [f"{p}_attended", *present], domain=MS_DOMAIN, num_heads=self.arch.num_heads)
         return self.node("MatMul", [attended, self.constant(f"{p}_output_kernel", w.output[0])], f"{p}_output")
 
     def feed_forward(self, p, h, w: FeedForwardWeights):
@@ -193,7 +189,7 @@ class _Graph:
             hidden = self.node("BiasGelu", [hidden, bias], f"{p}_hidden", domain=MS_DOMAIN)
         return self.node("MatMul", [hidden, self.constant(f"{p}_contract_kernel", w.contract[0])], f"{p}_contract")
 
-    def embed(self, p, ids, positions, weights: StackWeights):
+    def embed(self, p, ids, positions, weights: DecoderWeights):
         """√d · E[ids] + PE[positions]: the scaled table is stored, so no multiply runs."""
         hidden_dim = weights.embedding.shape[1]
         scaled = self.constant(f"{p}_embedding_scaled",
@@ -203,7 +199,7 @@ class _Graph:
         return self.node("Add", [tokens, self.node("Gather", [table, positions], f"{p}_position_encoding", axis=0)],
                          f"{p}_embedded")
 
-    def norms_after(self, weights: StackWeights, i: int) -> list:
+    def norms_after(self, weights: DecoderWeights, i: int) -> list:
         """Pre-norm: the norm after each sublayer of layer i is the next sublayer's input norm."""
         layer = weights.layers[i]
         following = weights.layers[i + 1].self_attention.norm if i + 1 < len(weights.layers) else weights.final_norm
@@ -226,7 +222,7 @@ def _heads(g: _Graph, p, x, num_heads, head_dim):
     return g.node("Transpose", [x], f"{p}_bhtd", perm=[0, 2, 1, 3])
 
 
-def build_decoder_step(decoder: StackWeights, architecture: Architecture, opset: int = 17,
+def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opset: int = 17,
                        plain_cross_attention: bool = False):
     """decoder.onnx, one cached step, inputs and outputs as `fmt.decoder_io_names`: token_ids int32
     (B, 1), position int32 (), source_mask bool (B, S), per layer cross K/V (B, H, S, Dh) and past K/V
@@ -256,10 +252,8 @@ def build_decoder_step(decoder: StackWeights, architecture: Architecture, opset:
     for i, w in enumerate(decoder.layers):
         p = f"decoder_layer{i}"
         after = g.norms_after(decoder, i) if architecture.norm_first else [None] * 3
-        # Masked self-attention over the cache: no causal mask, the cache holds earlier positions only.
-        out = g.self_attention(f"{p}_self", h, w.self_attention,
-                               past=(fmt.past_key_name(i), fmt.past_value_name(i)),
-                               present=(fmt.present_key_name(i), fmt.present_value_name(i)))
+        out = g.self_attention(f"{p}_self", h, w.self_attention, (fmt.past_key_name(i), fmt.past_value_name(i)),
+                               (fmt.present_key_name(i), fmt.present_value_name(i)))
         x, h = g.residual(f"{p}_self", out, x, w.self_attention.output[1], w.self_attention.norm, after[0])
 
         # Cross-attention: keys/values projected once per sentence by encoder.onnx (their biases

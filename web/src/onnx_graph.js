@@ -110,26 +110,13 @@ export function crossAttentionOutputs(bytes, numLayers) {
       const [a, b] = node.inputs;
       for (const [weights, values] of [[a, b], [b, a]]) {
         const layer = layerOf(values, "cross_value");
-        const weightsSource = node.opType === "MatMul" ? weights : source(weights);
-        if (layer !== null && softmaxes.has(weightsSource)) found[layer] = { name: weightsSource, scores: false };
+        if (layer !== null && softmaxes.has(source(weights))) found[layer] = { name: source(weights), scores: false };
       }
     }
   }
   const missing = found.findIndex((n) => n === null);
   if (missing >= 0) throw new Error(`decoder.onnx: no cross-attention weights found for layer ${missing}`);
   return found;
-}
-
-/** Softmax over each row of `length` values of `data` (in place). */
-export function softmaxRows(data, length) {
-  for (let start = 0; start < data.length; start += length) {
-    let top = -Infinity;
-    for (let i = start; i < start + length; i++) top = Math.max(top, data[i]);
-    let sum = 0;
-    for (let i = start; i < start + length; i++) { data[i] = Math.exp(data[i] - top); sum += data[i]; }
-    for (let i = start; i < start + length; i++) data[i] /= sum;
-  }
-  return data;
 }
 
 function varint(value) {

@@ -4,8 +4,8 @@
 // two onnxruntime-web sessions and the tokenizers. translate(): source ids = tokens cut to
 // max_source_length - 1, then [EOS]; encoder.onnx once; decoder.onnx step by step with its
 // key/value cache (greedy or beam search, web/src/decoding.js); detokenize.
-import { beamSearch, BOS_ID, EOS_ID } from "./decoding.js";
-import { crossAttentionOutputs, softmaxRows, withExtraOutputs } from "./onnx_graph.js";
+import { beamSearch, BOS_ID, EOS_ID, logSumExp } from "./decoding.js";
+import { crossAttentionOutputs, withExtraOutputs } from "./onnx_graph.js";
 import { sha256Hex } from "./sha256.js";
 import { isBlank, SubwordTokenizer, wellFormed } from "./tokenizer.js";
 
@@ -290,9 +290,12 @@ export class BrowserTranslator {
     for (let t = 0; t < inputs.length; t++) {
       await model.step(Int32Array.of(inputs[t]), t);
       this.attentionNames.forEach(({ name, scores }, layer) => {
-        let data = model.lastResults[name].data; // (1, H, 1, S): weights, or scores before the softmax
-        if (scores) data = softmaxRows(Float32Array.from(data), S);
-        for (let h = 0; h < H; h++) weights[layer][h].push(Array.from(data.subarray(h * S, (h + 1) * S)));
+        const data = model.lastResults[name].data; // (1, H, 1, S): weights, or scores before the softmax
+        for (let h = 0; h < H; h++) {
+          const row = Array.from(data.subarray(h * S, (h + 1) * S));
+          const total = scores ? logSumExp(row) : 0; // scores: the softmax is taken here
+          weights[layer][h].push(scores ? row.map((x) => Math.exp(x - total)) : row);
+        }
       });
     }
     return {
