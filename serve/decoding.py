@@ -11,16 +11,20 @@ holds one row per decoded sequence, and `select` gathers rows of it:
 - beam search keeps `beam_size` rows per sentence (row `b * K + k` is beam k of sentence b),
   reorders them after every step, and drops whole sentences once they are decided.
 
-Lengths: `max_length` caps the generated tokens per sentence, EOS included. A hypothesis' length
-(`len` below) counts the tokens it generated, its EOS included; a beam still unfinished at
-`max_length` has `len = max_length`. Returned token lists hold neither BOS nor EOS.
+Lengths: `max_length` caps the generated tokens per sentence, EOS included. Returned token lists
+hold neither BOS nor EOS. A hypothesis' length (`len` below) is its tokens + 1: for a finished one,
+the tokens it generated with its EOS; for a beam cut at `max_length`, max_length + 1 (BOS counted,
+as CTranslate2, Hugging Face and onnxruntime's BeamSearch count it).
 
-Scores use the GNMT length penalty (Wu et al., 2016, eq. 14):
+Scores are normalized by length as CTranslate2 (its default), fairseq and Hugging Face do:
 
-    score = log_prob / ((5 + len) / 6) ** alpha,     alpha = length_penalty
+    score = log_prob / len ** alpha,     alpha = length_penalty
 
 where log_prob is the sum of the generated tokens' log-probabilities (EOS included) under the
-model's distribution after any penalties. alpha = 0 gives the raw sum (favours short outputs).
+model's distribution after any penalties. alpha = 0 gives the raw sum (favours short outputs);
+alpha = 1 the mean log-probability per token. With the same weights and alpha, the scores are
+CTranslate2's (measured: bench/ctranslate2_compare.py). Until 2026-12 this was the GNMT penalty
+((5 + len) / 6) ** alpha, which no engine's own beam search operator offers.
 
 Example:
     >>> state = model.start(source_ids)                 # B rows
@@ -196,8 +200,7 @@ def _greedy(model, state, batch_size, bos_id, eos_id, max_length, settings, gene
     outputs = [generated[i, : lengths[i]].tolist() for i in range(batch_size)]
     if not settings.return_scores:
         return [Hypothesis(tokens, math.nan, math.nan) for tokens in outputs]
-    generated_lengths = np.minimum(lengths + 1, max_length)  # EOS included
-    return [Hypothesis(tokens, float(log_probs[i] / length_penalty_term(int(generated_lengths[i]), settings.length_penalty)),
+    return [Hypothesis(tokens, float(log_probs[i] / length_penalty_term(int(lengths[i]) + 1, settings.length_penalty)),
                        float(log_probs[i])) for i, tokens in enumerate(outputs)]
 
 
@@ -217,7 +220,9 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
     - no live beam can still beat its N-th best finished hypothesis (log-probabilities only lower a
       beam's sum, so its best reachable score is its sum over the largest penalty term among the
       lengths it can still finish with: with alpha = 0, once the best candidate ends in EOS), or
-    - at `max_length`, where unfinished beams compete as they are.
+    - at `max_length`, where the unfinished beams of a sentence with fewer than round(K * patience)
+      finished hypotheses compete as they are (one that reached that count at this last step is
+      decided without them: Hugging Face's and onnxruntime's rule; CTranslate2 always adds them).
     Ties are broken deterministically: between candidates, the lower (beam, token) index; between
     hypotheses of equal score, the one found first.
 
@@ -268,9 +273,11 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
         words = _gather(words, keep)  # (L, R')
         history = np.concatenate([_gather(history, beams), words[:, :, None].astype(np.int32)], axis=2)  # (L, R', t+1)
 
-        if length == max_length:  # at the cap, unfinished beams compete as they are
-            _record_finished(finished, thresholds, sentences, scores / length_penalty_term(length, alpha), scores,
-                             history, N)
+        if length == max_length:  # at the cap, the unfinished beams of undecided sentences compete as they are
+            undecided = finished_counts[sentences] < enough  # (L,)
+            _record_finished(finished, thresholds, sentences[undecided],
+                             scores[undecided] / length_penalty_term(length + 1, alpha), scores[undecided],
+                             history[undecided], N)
             break
         reachable = _best_reachable(scores, length, max_length, alpha).max(axis=1)  # (L,)
         live = (thresholds[sentences] < reachable) & (finished_counts[sentences] < enough)  # (L,)
@@ -328,8 +335,9 @@ def log_sum_exp(logits: np.ndarray) -> np.ndarray:
 
 
 def length_penalty_term(length: int, alpha: float) -> float:
-    """GNMT length penalty `((5 + length) / 6) ** alpha`; a hypothesis' score is its log-prob sum over this."""
-    return ((5.0 + length) / 6.0) ** alpha
+    """`length ** alpha`, length = the hypothesis' tokens + 1 (see the module docstring); a
+    hypothesis' score is its log-prob sum over this."""
+    return float(length) ** alpha
 
 
 def _top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -367,8 +375,9 @@ def _top_k_with_ties(values: np.ndarray, k: int) -> np.ndarray:
 def _best_reachable(scores: np.ndarray, length: int, max_length: int, alpha: float) -> np.ndarray:
     """Upper bound on the score any continuation of live beams (log-prob sums `scores`, `length`
     tokens each) can reach: sums only decrease and are <= 0, so divide by the largest penalty term
-    over the lengths they can still finish with, `length + 1 .. max_length` (the term is monotone)."""
-    term = max(length_penalty_term(length + 1, alpha), length_penalty_term(max_length, alpha))
+    over the lengths they can still end with, `length + 1` (EOS next) .. `max_length + 1` (cut at
+    the cap) (the term is monotone)."""
+    term = max(length_penalty_term(length + 1, alpha), length_penalty_term(max_length + 1, alpha))
     return scores / term
 
 

@@ -28,7 +28,8 @@ class DecodingOptions:
         beam_size: 1 for greedy decoding (or sampling), K > 1 for beam search with K beams.
         max_length: most target tokens per sentence, EOS included; None (or anything above the
             model's `max_target_length`, where positional encodings end) means that maximum.
-        length_penalty: alpha of the GNMT length penalty that ranks beams (0: raw log-prob sum).
+        length_penalty: beams rank by log-prob sum / (tokens + 1) ** length_penalty, as CTranslate2
+            (same default, 1.0: the mean log-prob per token), fairseq and Hugging Face; 0: the raw sum.
         batch_size: sentences per encoder/decoder batch (sorted by source length first).
         num_hypotheses: how many hypotheses to return per text (n-best), at most beam_size.
         patience: beam search stops a sentence once it has round(beam_size * patience) finished

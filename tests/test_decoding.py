@@ -81,12 +81,14 @@ def reference_greedy(logits_fn, source, max_length):
 
 
 def sequence_score(logits_fn, source, tokens, alpha):
-    """GNMT-normalized log-probability of `tokens` (EOS included if finished), computed one step at a time."""
+    """Length-normalized log-probability of `tokens` (EOS included if finished), computed one step at
+    a time: sum / length ** alpha, length = the tokens before EOS + 1 (CTranslate2's)."""
     prefix, total = (BOS,), 0.0
     for token in tokens:
         total += log_softmax(logits_fn(source, prefix))[token]
         prefix += (token,)
-    return total / ((5 + len(tokens)) / 6) ** alpha
+    length = len(tokens) if tokens and tokens[-1] == EOS else len(tokens) + 1
+    return total / length ** alpha
 
 
 # --- greedy ----------------------------------------------------------------------------------
@@ -145,12 +147,12 @@ def test_beam_finds_better_sequence_than_greedy():
 
 
 def test_search_continues_while_length_penalty_can_still_favour_a_live_beam():
-    # P(EOS) = .6 at once; otherwise token 3, then token 3 forever (EOS impossible). With alpha = 1,
-    # [] scores log .6 / 1 = -0.51 but [3] * 10 scores log .4 / ((5 + 10) / 6) = -0.37: a search that
-    # bounds the live beam by the next length's penalty only (-0.92 / 1.17 = -0.79) would stop at [].
+    # P(EOS) = .8 at once; otherwise token 3, then token 3 forever (EOS impossible). With alpha = 1,
+    # [] scores log .8 / 1 = -0.22 but [3] * 10 scores log .2 / 11 = -0.15: a search that bounds the
+    # live beam by the next length's penalty only (-1.61 / 2 = -0.80) would stop at [].
     def logits_fn(source, prefix):
         if len(prefix) == 1:
-            return np.log(np.array([1e-9, 1e-9, 0.6, 0.4, 1e-9], dtype=np.float32))
+            return np.log(np.array([1e-9, 1e-9, 0.8, 0.2, 1e-9], dtype=np.float32))
         return np.array([-np.inf, -np.inf, -np.inf, 0.0, -np.inf], dtype=np.float32)
 
     assert decode_beam(logits_fn, [0], max_length=10, beam_size=2, length_penalty=1.0) == [[3] * 10]

@@ -5,10 +5,11 @@
 // - greedy takes the most likely token, ties to the lowest id (np.argmax);
 // - beam search scores only each beam's 2K best tokens (ties to the lower token id), ranks the
 //   candidates by score then by the lower (beam, token) index, sets aside EOS among the K best as
-//   finished hypotheses (GNMT length penalty ((5 + len) / 6) ** alpha), continues with the K best
+//   finished hypotheses (score = log-prob sum / len ** alpha, len = tokens + 1, as CTranslate2), continues with the K best
 //   non-EOS candidates, and stops once no live beam can beat the best finished hypothesis (its sum
 //   over the largest penalty term it can still reach), or at maxLength, where unfinished beams
-//   compete as they are. Between hypotheses of equal score the one found first stays.
+//   compete as they are unless round(K * patience) hypotheses already finished. Between hypotheses
+//   of equal score the one found first stays.
 //
 // The model is anything with
 //   async step(tokens: Int32Array (rows,), position: number) -> Float32Array (rows * V) logits
@@ -18,9 +19,9 @@
 export const BOS_ID = 1;
 export const EOS_ID = 2;
 
-/** GNMT length penalty term ((5 + length) / 6) ** alpha. */
+/** Length normalization term length ** alpha (length = the hypothesis' tokens + 1), as serve/decoding.py. */
 export function lengthPenaltyTerm(length, alpha) {
-  return ((5.0 + length) / 6.0) ** alpha;
+  return length ** alpha;
 }
 
 /** Index of the largest entry of `values[start, start + n)`, the first one on ties (np.argmax). */
@@ -152,11 +153,12 @@ export async function beamSearch(model, maxLength, beamSize, lengthPenalty = 1.0
     history = keep.map((i, k) => [...history[keptBeams[k]], keptWords[k]]);
     if (onStep) onStep({ tokens: history[0], position });
 
-    if (length === maxLength) { // at the cap, unfinished beams compete as they are
-      recordBest(Array.from(scores, (s) => s / term), history);
+    if (length === maxLength) { // at the cap, unfinished beams compete unless K hypotheses finished
+      const capTerm = lengthPenaltyTerm(length + 1, alpha); // cut at the cap: tokens + 1
+      if (finishedCount < enough) recordBest(Array.from(scores, (s) => s / capTerm), history);
       break;
     }
-    const bound = Math.max(lengthPenaltyTerm(length + 1, alpha), lengthPenaltyTerm(maxLength, alpha));
+    const bound = Math.max(lengthPenaltyTerm(length + 1, alpha), lengthPenaltyTerm(maxLength + 1, alpha));
     let reachable = -Infinity;
     for (let k = 0; k < K; k++) reachable = Math.max(reachable, scores[k] / bound);
     if (!(bestScore < reachable) || finishedCount >= enough) break;

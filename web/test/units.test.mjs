@@ -18,10 +18,11 @@ test("topK orders by value, ties to the lower index", () => {
   assert.deepEqual(topK(Float32Array.from([0, 0, 0]), 3), [0, 1, 2]);
 });
 
-test("logSumExp and the GNMT penalty", () => {
+test("logSumExp and the length normalization", () => {
   assert.ok(Math.abs(logSumExp(Float32Array.from([0, 0])) - Math.log(2)) < 1e-12);
   assert.equal(lengthPenaltyTerm(1, 1.0), 1);
   assert.equal(lengthPenaltyTerm(7, 0), 1);
+  assert.equal(lengthPenaltyTerm(4, 0.5), 2);
 });
 
 // A fake step model: logits depend on the tokens fed so far in each row.
