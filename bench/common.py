@@ -236,3 +236,28 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def pass_fail(ok: bool) -> str:
     return "PASS" if ok else "**FAIL**"
+
+
+def interleaved_ab(translators: dict, variants: tuple, configs: list, texts: list[str], passes: int,
+                   options=lambda beam: {}) -> tuple[dict, dict]:
+    """Times two (or more) variants of `Translator` on the same sentences, interleaved.
+
+    translators: {(variant, precision): Translator}; configs: [(precision, beam, batch)]. Each pass
+    runs every config with every variant in turn (batch 1: one call per sentence; otherwise one call
+    for all, `batch_size=batch`), so a burst of load hits them alike. `options(beam)` adds translate
+    keywords (e.g. the length penalty). Returns ({(variant, precision, beam, batch): best seconds},
+    {same key: the last pass' outputs})."""
+    best, outputs = {}, {}
+    for _ in range(passes):
+        for precision, beam, batch in configs:
+            for variant in variants:
+                translator = translators[variant, precision]
+                started = time.perf_counter()
+                if batch == 1:
+                    result = [translator.translate([text], beam_size=beam, **options(beam))[0] for text in texts]
+                else:
+                    result = translator.translate(texts, beam_size=beam, batch_size=batch, **options(beam))
+                key = (variant, precision, beam, batch)
+                best[key] = min(best.get(key, float("inf")), time.perf_counter() - started)
+                outputs[key] = result
+    return best, outputs

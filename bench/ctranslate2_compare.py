@@ -29,8 +29,8 @@ per sentence (each sentence keeps its best time over the passes), batch 32 is on
 sentences (`batch_size=32` / `max_batch_size=32`, both sort by length; the best pass counts). Every
 pass runs every configuration of both engines, in alternating order, so a burst of load on this
 shared machine hits all of them alike. int8: our `--int8` bundle against CT2 `compute_type="int8"`
-(weights quantized when the model is loaded). Beam: each engine's default length penalty (ours GNMT
-`((5 + len) / 6) ** 1.0`, CT2 `len ** 1.0`) and α = 0 (raw log-probability sums) on both.
+(weights quantized when the model is loaded). Beam: each engine's default length penalty (both
+log-prob / (tokens + 1) ** 1.0 since our switch from GNMT in 2026-12) and α = 0 (raw log-probability sums) on both.
 """
 
 from __future__ import annotations
@@ -412,8 +412,8 @@ def report(results: list[ModelResult], sizes: Sizes) -> str:
              f"of both engines interleaved in each of {sizes.passes} passes; best pass (batch {sizes.batch}) or "
              "best time per sentence (batch 1, one call per sentence). Ratios > 1: ours is faster. fp32 is compared "
              "with CT2 `float32`, int8 (our `--int8` bundle) with CT2 `int8`. Default length penalty: ours "
-             f"GNMT α = {ours_default_length_penalty():g}, CT2 `length_penalty={ct2_default_length_penalty():g}` "
-             "(length normalisation); α = 0 on both ranks by the raw log-probability sum.", ""]
+             f"α = {ours_default_length_penalty():g}, CT2 `length_penalty={ct2_default_length_penalty():g}`, both "
+             "log-prob / (tokens + 1) ** α; α = 0 on both ranks by the raw log-probability sum.", ""]
     columns = [(1, "fp32", "-"), (1, "int8", "-"), (beam, "fp32", "0"), (beam, "int8", "0"),
                (beam, "fp32", "default"), (beam, "int8", "default")]
     header = ["model", "threads", "batch", "greedy fp32", "greedy int8", f"beam {beam} fp32, α = 0",

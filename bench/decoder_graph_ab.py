@@ -7,7 +7,8 @@
 Exports RUN twice, `export --standard-ops` and the default (export/fused_decoder.py), in fp32 and
 int8, and translates the same sentences with each bundle through `Translator` (text in, text out),
 1 thread, greedy and beam 4, one call per sentence (batch 1) and one call for all (batch 32),
-every configuration of both graphs interleaved in each pass; the best pass counts. Prints a
+every configuration of both graphs interleaved in each pass; the best pass counts. Both decode
+through the numpy loop (`graph_search=False`): this compares the step graphs alone. Prints a
 markdown table of sentences/s, the speed-up and how many outputs are identical (fp32 outputs must
 all be: the fused graph is a faster form of the same function, checked against Keras by the export).
 Kernels per step: nodes of each decoder graph after onnxruntime's optimizations.
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import cpu_model, markdown_table
+from bench.common import cpu_model, interleaved_ab, markdown_table
 
 
 def _kernels(decoder_path: Path) -> int:
@@ -62,24 +63,12 @@ def main(argv=None) -> int:
             out = work / f"{graph}-{precision}"
             export_bundle(args.run, out, int8=int8, force=True, standard_ops=standard, log=lambda *a, **k: None)
             bundles[graph, precision] = out
-    translators = {key: Translator(path, threads=1) for key, path in bundles.items()}
+    translators = {key: Translator(path, threads=1, graph_search=False) for key, path in bundles.items()}
     for translator in translators.values():  # warm-up: first runs allocate
         translator.translate(texts[:3], beam_size=4)
 
     configs = [(precision, beam, batch) for precision in ("fp32", "int8") for beam in (1, 4) for batch in (1, 32)]
-    best, outputs = {}, {}
-    for _ in range(args.passes):
-        for precision, beam, batch in configs:
-            for graph in ("standard", "fused"):
-                translator = translators[graph, precision]
-                started = time.perf_counter()
-                if batch == 1:
-                    result = [translator.translate([text], beam_size=beam)[0] for text in texts]
-                else:
-                    result = translator.translate(texts, beam_size=beam, batch_size=batch)
-                key = (graph, precision, beam, batch)
-                best[key] = min(best.get(key, float("inf")), time.perf_counter() - started)
-                outputs[key] = result
+    best, outputs = interleaved_ab(translators, ("standard", "fused"), configs, texts, args.passes)
 
     rows = []
     for precision, beam, batch in configs:

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from .fused_graphs import convert_fused_decoder_step
+from .generation_graph import BUILT_BY as GENERATE_BUILT_BY, build_generation_graph
 from .onnx_graphs import OPSET, convert_decoder_step, convert_encoder
 from .parity import ParityError, check_parity
 from keras_transformer.serve import bundle_format as fmt
 from keras_transformer.serve.bundle import BundleConfig, sha256_of
 
 PARITY_SENTENCES = 64
+GRAPH_SEARCH_BEAM_SENTENCES = 16  # beam search through the numpy loop is the slow half of that check
 
 
 class ExportError(ValueError):
@@ -62,20 +64,60 @@ def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
     return pad_batch(sources[:8]), pad_batch(targets[:8]), sources
 
 
-def _bundle_config(model_config, opset, parity, quantization, directory, decoder_built_by):
+def _add_generation_graph(directory: Path, model_config, sources, log) -> dict:
+    """Writes generate.onnx from the bundle's final encoder.onnx and decoder.onnx, and checks that
+    its greedy and 4-beam (length penalty 0 and 1) searches give the numpy loop's tokens on `sources`.
+
+    Returns config.json's graphs.generate record. Raises ParityError on any difference."""
+    import onnx
+
+    from keras_transformer.serve.decoding_options import DecodingOptions
+    from keras_transformer.serve.onnx_model import OnnxStepModel
+    from keras_transformer.serve.translator import decode_sources
+
+    graph = build_generation_graph(onnx.load(directory / fmt.ENCODER_FILE), onnx.load(directory / fmt.DECODER_FILE))
+    onnx.save(graph, directory / fmt.GENERATE_FILE)
+    shell = BundleConfig(directory, {"model": model_config.to_dict(), "files": {fmt.GENERATE_FILE: ""}})
+    in_graph, numpy_loop = OnnxStepModel(shell), OnnxStepModel(shell, graph_search=False)
+    checked = {}
+    for label, options, checked_sources in (
+            ("greedy", DecodingOptions(), sources),
+            ("beam 4, length penalty 0", DecodingOptions(beam_size=4, length_penalty=0.0),
+             sources[:GRAPH_SEARCH_BEAM_SENTENCES]),
+            ("beam 4, length penalty 1", DecodingOptions(beam_size=4, length_penalty=1.0),
+             sources[:GRAPH_SEARCH_BEAM_SENTENCES])):
+        got = decode_sources(in_graph, checked_sources, options, model_config.max_target_length)
+        expected = decode_sources(numpy_loop, checked_sources, options, model_config.max_target_length)
+        identical = sum(a == b for a, b in zip(got, expected))
+        checked[label] = f"{identical}/{len(checked_sources)}"
+        if identical != len(checked_sources):
+            raise ParityError(f"{fmt.GENERATE_FILE}: {label} search in onnxruntime gave other tokens than the "
+                              f"numpy loop for {len(checked_sources) - identical}/{len(checked_sources)} sentences")
+    log(f"{fmt.GENERATE_FILE}: the search inside onnxruntime gives the numpy loop's tokens "
+        f"({', '.join(f'{k}: {v}' for k, v in checked.items())})")
+    inputs, outputs = fmt.generate_io_names(model_config.num_layers)
+    return {"file": fmt.GENERATE_FILE, "inputs": inputs, "outputs": outputs, "built_by": GENERATE_BUILT_BY,
+            "identical_to_numpy_loop": checked}
+
+
+def _bundle_config(model_config, opset, parity, quantization, directory, decoder_built_by, generate=None):
     encoder_inputs, encoder_outputs = fmt.encoder_io_names(model_config.num_layers)
     decoder_inputs, decoder_outputs = fmt.decoder_io_names(model_config.num_layers)
     files = [fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE]
+    graphs = {
+        "encoder": {"file": fmt.ENCODER_FILE, "inputs": encoder_inputs, "outputs": encoder_outputs,
+                    "built_by": "tf2onnx"},
+        "decoder": {"file": fmt.DECODER_FILE, "inputs": decoder_inputs, "outputs": decoder_outputs,
+                    "built_by": decoder_built_by},
+    }
+    if generate is not None:
+        graphs["generate"] = generate
+        files.append(fmt.GENERATE_FILE)
     return {
         "format_version": fmt.FORMAT_VERSION,
         "special_ids": fmt.SPECIAL_IDS,
         "model": {**model_config.to_dict(), "head_dim": model_config.head_dim},
-        "graphs": {
-            "encoder": {"file": fmt.ENCODER_FILE, "inputs": encoder_inputs, "outputs": encoder_outputs,
-                        "built_by": "tf2onnx"},
-            "decoder": {"file": fmt.DECODER_FILE, "inputs": decoder_inputs, "outputs": decoder_outputs,
-                        "built_by": decoder_built_by},
-        },
+        "graphs": graphs,
         "opset": opset,
         "quantization": quantization,
         "parity": parity,
@@ -109,7 +151,9 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
 
     encoder.onnx is converted by tf2onnx; decoder.onnx is built from the weights with onnxruntime's
     fused operators (`export/fused_graphs.py`), or with `standard_ops` converted by tf2onnx into
-    standard ONNX operators only. The int8 decoder is the fused one with a plain-operator
+    standard ONNX operators only. Without `standard_ops`, generate.onnx wraps the two final graphs
+    in onnxruntime's BeamSearch operator (`export/generation_graph.py`), checked token for token
+    against the numpy decoding loop. The int8 decoder is the fused one with a plain-operator
     cross-attention (tested equal to Keras in tests/test_fused_graphs.py), then quantized.
     `_graph_hook(tmp_dir)` (tests only) may tamper with the graphs before the parity check."""
     import onnx
@@ -159,17 +203,19 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
                 onnx.save(convert_fused_decoder_step(model, opset, plain_cross_attention=True), tmp / fmt.DECODER_FILE)
             quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
                                                 model_config, log)
+        generate = None
+        if not standard_ops:  # BeamSearch is onnxruntime's own operator
+            generate = _add_generation_graph(tmp, model_config, greedy_sources, log)
         shutil.copyfile(run.source_tokenizer_path, tmp / fmt.SOURCE_TOKENIZER_FILE)
         shutil.copyfile(run.target_tokenizer_path, tmp / fmt.TARGET_TOKENIZER_FILE)
-        config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp, decoder_built_by)
+        config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp, decoder_built_by, generate)
         (tmp / fmt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be shared
         _move_into_place(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    sizes = {name: (out / name).stat().st_size for name in (fmt.ENCODER_FILE, fmt.DECODER_FILE)}
-    log(f"Bundle written to {out} in {time.perf_counter() - started:.1f}s "
-        f"(encoder {sizes[fmt.ENCODER_FILE] / 1e6:.2f} MB, decoder {sizes[fmt.DECODER_FILE] / 1e6:.2f} MB"
-        f"{', int8' if int8 else ''})")
+    sizes = ", ".join(f"{name} {(out / name).stat().st_size / 1e6:.2f} MB"
+                      for name in (fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.GENERATE_FILE) if (out / name).exists())
+    log(f"Bundle written to {out} in {time.perf_counter() - started:.1f}s ({sizes}{', int8' if int8 else ''})")
     return config

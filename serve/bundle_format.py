@@ -5,6 +5,8 @@ A bundle is a directory::
     config.json              format version, special ids, dims, graph I/O names, sha256 of every file
     encoder.onnx             source_ids -> encoder_output and each decoder layer's cross-attention K/V
     decoder.onnx             one cached decoding step
+    generate.onnx            optional: the whole search in one onnxruntime BeamSearch node, over the
+                             same two graphs (export/generation_graph.py, serve/graph_search.py)
     source.tokenizer.json    tokenizers-library BPE for the source language
     target.tokenizer.json    tokenizers-library BPE for the target language
 
@@ -17,6 +19,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+GENERATE_FILE = "generate.onnx"
 SOURCE_TOKENIZER_FILE = "source.tokenizer.json"
 TARGET_TOKENIZER_FILE = "target.tokenizer.json"
 
@@ -36,6 +39,14 @@ TOKEN_IDS = "token_ids"  # int32 (B, 1): the newest target token
 POSITION = "position"  # int32 (): its position in the target, = P
 SOURCE_MASK = "source_mask"  # bool (B, S): True where the source holds a real token
 LOGITS = "logits"  # float32 (B, V): next-token logits
+
+# generate.onnx (inputs: SOURCE_IDS first)
+GENERATE_MAX_LENGTH = "max_length"  # int32 (1,): tokens per output + 1 (BOS counts)
+GENERATE_NUM_BEAMS = "num_beams"  # int32 (1,): 1 = greedy
+GENERATE_NUM_RETURN = "num_return_sequences"  # int32 (1,): N hypotheses per sentence, N <= num_beams
+GENERATE_LENGTH_PENALTY = "length_penalty"  # float32 (1,): scores are log-prob sums / length ** this
+GENERATE_SEQUENCES = "sequences"  # int32 (B, N, T): BOS, tokens, EOS padding (first EOS ends it)
+GENERATE_SCORES = "sequences_scores"  # float32 (B, N)
 
 
 def cross_key_name(layer: int) -> str:
@@ -84,6 +95,12 @@ def decoder_io_names(num_layers: int) -> tuple[list[str], list[str]]:
         inputs += [cross_key_name(i), cross_value_name(i), past_key_name(i), past_value_name(i)]
         outputs += [present_key_name(i), present_value_name(i)]
     return inputs, outputs
+
+
+def generate_io_names(num_layers: int) -> tuple[list[str], list[str]]:
+    """generate.onnx's (inputs, outputs), in order (the same for any number of layers)."""
+    return ([SOURCE_IDS, GENERATE_MAX_LENGTH, GENERATE_NUM_BEAMS, GENERATE_NUM_RETURN, GENERATE_LENGTH_PENALTY],
+            [GENERATE_SEQUENCES, GENERATE_SCORES])
 
 
 SPECIAL_IDS = {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID}  # config.json's special_ids

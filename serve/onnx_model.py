@@ -3,7 +3,8 @@
 `start(source_ids)` runs encoder.onnx once per batch; `step` runs decoder.onnx for one token with
 the key/value cache; `select` gathers rows (drops finished sentences, expands beams) and
 `reorder_beams` reorders beams within their sentences (moving only the self-attention cache). The decoding
-state is a plain dict of numpy arrays keyed by the decoder's input names.
+state is a plain dict of numpy arrays keyed by the decoder's input names. When the bundle has
+generate.onnx, `graph_search` runs whole searches inside onnxruntime (serve/graph_search.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 class OnnxStepModel:
     """Encoder and cached decoder step of a bundle. Thread-safe: sessions are shared, state is not."""
 
-    def __init__(self, bundle: BundleConfig, threads: int | None = None, encoder_path=None, decoder_path=None):
+    def __init__(self, bundle: BundleConfig, threads: int | None = None, encoder_path=None, decoder_path=None,
+                 graph_search: bool = True):
+        """`graph_search`: load the bundle's generate.onnx, if it has one, as `self.graph_search`
+        (else that is None and every search runs the numpy loop over `step`)."""
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.bundle = bundle
@@ -53,6 +57,11 @@ class OnnxStepModel:
         self.past_names = [n for i in layers for n in (fmt.past_key_name(i), fmt.past_value_name(i))]
         self.present_names = [n for i in layers for n in (fmt.present_key_name(i), fmt.present_value_name(i))]
         self.decoder_outputs = [fmt.LOGITS, *self.present_names]
+        self.graph_search = None
+        if graph_search and fmt.GENERATE_FILE in bundle.values.get("files", {}):
+            from .graph_search import GraphSearch
+
+            self.graph_search = GraphSearch(bundle.file(fmt.GENERATE_FILE), options, bundle.num_layers)
 
     def encode(self, source_ids: np.ndarray) -> dict:
         """source_ids int32 (B, S) -> {encoder_output: (B, S, D), cross_key_i / cross_value_i: (B, H, S, Dh)}."""

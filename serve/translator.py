@@ -67,19 +67,22 @@ class Translator:
     Args:
         bundle_dir: the directory `keras-transformer export` wrote.
         threads: onnxruntime intra-op threads per session; None = 1 (see serve/onnx_model.py).
+        graph_search: run greedy and beam search inside onnxruntime (the bundle's generate.onnx,
+            serve/graph_search.py) whenever that search is exactly the numpy loop's; False always
+            runs the numpy loop (same tokens, slower).
 
     Raises:
         BundleError: (a ValueError) if the directory is missing, not a bundle, of another format
             version, or a file is missing, truncated or changed (sha256 mismatch); the message names the file.
     """
 
-    def __init__(self, bundle_dir, threads: int | None = None):
+    def __init__(self, bundle_dir, threads: int | None = None, graph_search: bool = True):
         from .onnx_model import OnnxStepModel  # onnxruntime: only for bundles
 
         if threads is not None and (not _is_int(threads) or threads < 1):
             raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
         bundle = read_bundle_config(bundle_dir)
-        self._setup(OnnxStepModel(bundle, threads=threads),
+        self._setup(OnnxStepModel(bundle, threads=threads, graph_search=graph_search),
                     SubwordTokenizer.from_file(bundle.file(fmt.SOURCE_TOKENIZER_FILE)),
                     SubwordTokenizer.from_file(bundle.file(fmt.TARGET_TOKENIZER_FILE)),
                     bundle.max_source_length, bundle.max_target_length, bundle.path)
@@ -125,6 +128,8 @@ class Translator:
                 "quantization": values.get("quantization"),
                 "opset": values.get("opset"),
                 "parity": values.get("parity"),
+                "search": ("generate.onnx (onnxruntime's BeamSearch) where it reproduces the numpy loop"
+                           if getattr(self.model, "graph_search", None) is not None else "numpy loop"),
                 "model": {key: model.get(key) for key in ("num_layers", "num_heads", "hidden_dim",
                                                          "intermediate_dim", "max_source_length",
                                                          "max_target_length")},
@@ -265,18 +270,25 @@ def search_sources(model: decoding.StepModel, sources: list[list[int]], options:
     """Each source's `num_hypotheses` best hypotheses, in input order.
 
     Sorts by source length (shortest first, stable), pads batches of `options.batch_size`, runs
-    `model.start` then greedy search, sampling or beam search on each batch.
+    `model.start` then greedy search, sampling or beam search on each batch; or, when the model
+    has a `graph_search` that handles these settings, that search in one call per batch.
     """
     max_length = options.capped_max_length(max_target_length)
     settings = search_settings(options)
+    graph_search = getattr(model, "graph_search", None)
+    if graph_search is not None and not graph_search.handles(settings, max_length):
+        graph_search = None
     outputs: list = [[] for _ in sources]
     order = sorted(range(len(sources)), key=lambda j: (len(sources[j]), j))
     for start in range(0, len(order), options.batch_size):
         batch = order[start:start + options.batch_size]
         batch_sources = [sources[j] for j in batch]
-        state = model.start(pad_batch(batch_sources))
-        found = decoding.search(model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length, settings,
-                                _generators(batch_sources, options))
+        if graph_search is not None:
+            found = graph_search.search(pad_batch(batch_sources), max_length, settings)
+        else:
+            state = model.start(pad_batch(batch_sources))
+            found = decoding.search(model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length, settings,
+                                    _generators(batch_sources, options))
         for j, hypotheses in zip(batch, found, strict=True):
             outputs[j] = hypotheses
         if progress is not None:

@@ -69,8 +69,8 @@ def bundle(tiny_bundle):
 
 def test_bundle_holds_everything_inference_needs(bundle):
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == sorted([fmt.CONFIG_FILE, fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE,
-                            fmt.TARGET_TOKENIZER_FILE])
+    assert names == sorted([fmt.CONFIG_FILE, fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.GENERATE_FILE,
+                            fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE])
     config = read_bundle_config(bundle).values  # checks the sha256 of every file
     assert config["format_version"] == fmt.FORMAT_VERSION and config["opset"] == 17
     assert config["special_ids"] == {"pad": 0, "bos": 1, "eos": 2, "unk": 3}

@@ -290,6 +290,8 @@ def test_info_describes_the_bundle(translator, tiny_bundle):
     assert info["bundle"] == str(tiny_bundle)
     assert info["format_version"] == fmt.FORMAT_VERSION
     assert info["model"]["max_target_length"] == translator.max_target_length
+    assert info["search"].startswith("generate.onnx")
+    assert Translator(tiny_bundle, graph_search=False).info()["search"] == "numpy loop"
     assert "Translator(" in repr(translator)
 
 

@@ -1,0 +1,190 @@
+"""generate.onnx: the whole decoding loop (greedy and beam search) as one onnxruntime `BeamSearch` node.
+
+The cached decoding loop in numpy (`serve/decoding.py`) calls onnxruntime once per token, and on a
+small model the Python around each call costs as much as the kernels: measured on the demo model,
+batch 1, one thread, the same search inside onnxruntime's `BeamSearch` operator (com.microsoft,
+`model_type` 1 = encoder-decoder, the T5 interface) ran greedy search 1.2-1.6x and beam search (4
+beams) 2-2.6x faster, with identical tokens (bench/RESULTS-graph-search.md). This module builds that graph from a bundle's two graphs, so
+it holds exactly the computation the parity check verified:
+
+- the *encoder* subgraph is encoder.onnx followed by one decoder.onnx step from BOS with an empty
+  cache (the operator wants the first step's logits from it);
+- the *decoder* subgraph is decoder.onnx with its inputs and outputs renamed to the operator's
+  (`input_ids`, `encoder_attention_mask`, `past_key_self_i`, ..., `past_key_cross_i`, ...), its
+  `position` read from the cache length, its logits reshaped to (B, 1, V);
+- each subgraph holds its own copy of the decoder's weights, so generate.onnx stores them twice.
+  With one copy in the outer graph, read by both subgraphs as outer-scope values, greedy search was
+  slower in each of three interleaved runs on the demo model (e.g. 1.53 against 1.27 ms a sentence,
+  batch 1; beam search within noise).
+
+The operator's search is Hugging Face's, and `serve/decoding.py`'s: per step it keeps, per
+sentence, the 2K best (beam, token) candidates; EOS among the K best finishes a hypothesis, the K
+best others continue; with `early_stopping` a sentence is done once K hypotheses finished (the
+stopping rule of CTranslate2 and fairseq, patience 1); scores are log-prob sums / length **
+length_penalty with length = tokens + 1. With one beam it is greedy search. `serve/graph_search.py`
+says when it is used. The padding mask is computed here from PAD ids: the operator's own mask
+treats only left padding as padding.
+
+Inputs and outputs (names in `serve/bundle_format.py`):
+    source_ids int32 (B, S), PAD-padded; max_length int32 (1,): tokens per output + 1 (BOS counts);
+    num_beams int32 (1,); num_return_sequences int32 (1,); length_penalty float32 (1,)
+    -> sequences int32 (B, N, T): BOS, the tokens, then EOS as padding (the finished hypothesis' own
+       EOS is not stored; EOS never occurs inside a hypothesis, so the first EOS ends it);
+       sequences_scores float32 (B, N).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from keras_transformer.serve import bundle_format as fmt
+
+BUILT_BY = "export.generation_graph (onnxruntime's BeamSearch operator over encoder.onnx and decoder.onnx)"
+
+
+def _copied_graph(graph, prefix: str, inputs: dict):
+    """The nodes and initializers of `graph` with every value renamed: graph inputs as `inputs`
+    maps them, everything else `prefix + name`. Returns (nodes, initializers, value_info, the name map)."""
+    import onnx
+
+    names = dict(inputs)
+
+    def name(value):
+        if value and value not in names:
+            names[value] = prefix + value
+        return names.get(value, value)
+
+    initializers = []
+    for tensor in graph.initializer:
+        copied = copy.deepcopy(tensor)
+        copied.name = name(tensor.name)
+        initializers.append(copied)
+    nodes = []
+    for node in graph.node:
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            raise ValueError(f"node {node.name} ({node.op_type}) has a subgraph; generate.onnx does not nest them")
+        copied = copy.deepcopy(node)
+        copied.name = prefix + node.name
+        del copied.input[:], copied.output[:]
+        copied.input.extend(name(value) for value in node.input)
+        copied.output.extend(name(value) for value in node.output)
+        nodes.append(copied)
+    value_info = []
+    for value in graph.value_info:
+        copied = copy.deepcopy(value)
+        copied.name = name(value.name)
+        value_info.append(copied)
+    return nodes, initializers, value_info, names
+
+
+def _dims(value) -> list:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+
+
+def build_generation_graph(encoder_proto, decoder_proto):
+    """ModelProto of generate.onnx from a bundle's encoder.onnx and decoder.onnx ModelProtos."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def tensor(name, shape, dtype=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, dtype, shape)
+
+    def const(name, value):
+        return numpy_helper.from_array(np.asarray(value), name)
+
+    num_layers = sum(1 for value in encoder_proto.graph.output if value.name.startswith("cross_key_"))
+    decoder_inputs = {value.name: value for value in decoder_proto.graph.input}
+    _, num_heads, _, head_dim = _dims(decoder_inputs[fmt.past_key_name(0)])
+    vocab_size = _dims(decoder_proto.graph.output[0])[1]
+    hidden_dim = _dims(encoder_proto.graph.output[0])[2]
+    layers = range(num_layers)
+    self_names = [(f"past_{kv}_self_{i}", f"present_{kv}_self_{i}") for i in layers for kv in ("key", "value")]
+    cross_names = [f"past_{kv}_cross_{i}" for i in layers for kv in ("key", "value")]
+
+    # The loop's step: decoder.onnx under the operator's names.
+    step_inputs = {fmt.TOKEN_IDS: "input_ids", fmt.POSITION: "step/position", fmt.SOURCE_MASK: "step/source_mask"}
+    for i in layers:
+        step_inputs.update({fmt.cross_key_name(i): f"past_key_cross_{i}", fmt.cross_value_name(i): f"past_value_cross_{i}",
+                            fmt.past_key_name(i): f"past_key_self_{i}", fmt.past_value_name(i): f"past_value_self_{i}"})
+    nodes, step_weights, value_info, names = _copied_graph(decoder_proto.graph, "step/", step_inputs)
+    step = [helper.make_node("Cast", ["encoder_attention_mask"], ["step/source_mask"], to=TensorProto.BOOL),
+            helper.make_node("Shape", ["past_key_self_0"], ["step/past_length"], start=2, end=3),
+            helper.make_node("Cast", ["step/past_length"], ["step/past_length_int32"], to=TensorProto.INT32),
+            helper.make_node("Squeeze", ["step/past_length_int32"], ["step/position"]),
+            *nodes,
+            helper.make_node("Unsqueeze", [names[fmt.LOGITS], "step/axis_1"], ["logits"])]
+    step += [helper.make_node("Identity", [names[fmt.present_key_name(i) if kv == "key" else fmt.present_value_name(i)]],
+                              [f"present_{kv}_self_{i}"]) for i in layers for kv in ("key", "value")]
+    decoder_graph = helper.make_graph(
+        step, "decoder_step",
+        [tensor("input_ids", ["B", 1], TensorProto.INT32), tensor("encoder_attention_mask", ["B", "S"], TensorProto.INT32)]
+        + [tensor(past, ["B", num_heads, "P", head_dim]) for past, _ in self_names]
+        + [tensor(name, ["B", num_heads, "S", head_dim]) for name in cross_names],
+        [tensor("logits", ["B", 1, vocab_size])]
+        + [tensor(present, ["B", num_heads, "P + 1", head_dim]) for _, present in self_names],
+        step_weights + [const("step/axis_1", np.array([1], np.int64))], value_info=value_info)
+
+    # The encoder subgraph: encoder.onnx, then the first step (BOS, position 0, empty cache).
+    encoder_nodes, encoder_weights, encoder_info, encoded = _copied_graph(
+        encoder_proto.graph, "encoder/", {fmt.SOURCE_IDS: "encoder_input_ids"})
+    first_inputs = {fmt.TOKEN_IDS: "decoder_input_ids", fmt.POSITION: "first/position",
+                    fmt.SOURCE_MASK: "first/source_mask"}
+    for i in layers:
+        first_inputs.update({fmt.cross_key_name(i): encoded[fmt.cross_key_name(i)],
+                             fmt.cross_value_name(i): encoded[fmt.cross_value_name(i)],
+                             fmt.past_key_name(i): "first/empty_cache", fmt.past_value_name(i): "first/empty_cache"})
+    first_nodes, first_weights, first_info, first = _copied_graph(decoder_proto.graph, "first/", first_inputs)
+    start = [helper.make_node("Cast", ["encoder_attention_mask"], ["first/source_mask"], to=TensorProto.BOOL),
+             helper.make_node("Shape", ["encoder_input_ids"], ["first/batch"], start=0, end=1),
+             helper.make_node("Concat", ["first/batch", "first/cache_dims"], ["first/cache_shape"], axis=0),
+             helper.make_node("ConstantOfShape", ["first/cache_shape"], ["first/empty_cache"],
+                              value=const("zero", np.zeros(1, np.float32)))]
+    finish = [helper.make_node("Unsqueeze", [first[fmt.LOGITS], "first/axis_1"], ["logits"]),
+              helper.make_node("Identity", [encoded[fmt.ENCODER_OUTPUT]], ["encoder_hidden_states"])]
+    finish += [helper.make_node("Identity", [first[fmt.present_key_name(i) if kv == "key" else fmt.present_value_name(i)]],
+                                [f"present_{kv}_self_{i}"]) for i in layers for kv in ("key", "value")]
+    finish += [helper.make_node("Identity", [encoded[fmt.cross_key_name(i) if kv == "key" else fmt.cross_value_name(i)]],
+                                [f"present_{kv}_cross_{i}"]) for i in layers for kv in ("key", "value")]
+    encoder_graph = helper.make_graph(
+        encoder_nodes + start + first_nodes + finish, "encoder_and_first_step",
+        [tensor("encoder_input_ids", ["B", "S"], TensorProto.INT32),
+         tensor("encoder_attention_mask", ["B", "S"], TensorProto.INT32),
+         tensor("decoder_input_ids", ["B", 1], TensorProto.INT32)],
+        [tensor("logits", ["B", 1, vocab_size]), tensor("encoder_hidden_states", ["B", "S", hidden_dim])]
+        + [tensor(present, ["B", num_heads, 1, head_dim]) for _, present in self_names]
+        + [tensor(f"present_{kv}_cross_{i}", ["B", num_heads, "S", head_dim]) for i in layers for kv in ("key", "value")],
+        encoder_weights + first_weights + [const("first/position", np.array(0, np.int32)),
+                           const("first/cache_dims", np.array([num_heads, 0, head_dim], np.int64)),
+                           const("first/axis_1", np.array([1], np.int64))],
+        value_info=encoder_info + first_info)
+
+    search = [
+        helper.make_node("Equal", [fmt.SOURCE_IDS, "pad_id"], ["is_pad"]),
+        helper.make_node("Not", ["is_pad"], ["is_token"]),
+        helper.make_node("Cast", ["is_token"], ["attention_mask"], to=TensorProto.INT32),
+        helper.make_node(
+            "BeamSearch",
+            [fmt.SOURCE_IDS, fmt.GENERATE_MAX_LENGTH, "min_length", fmt.GENERATE_NUM_BEAMS, fmt.GENERATE_NUM_RETURN,
+             fmt.GENERATE_LENGTH_PENALTY, "", "", "", "attention_mask"],
+            [fmt.GENERATE_SEQUENCES, fmt.GENERATE_SCORES], name="search", domain="com.microsoft",
+            encoder=encoder_graph, decoder=decoder_graph, model_type=1, vocab_size=vocab_size,
+            decoder_start_token_id=fmt.BOS_ID, eos_token_id=fmt.EOS_ID,
+            pad_token_id=fmt.EOS_ID,  # pads finished outputs (and feeds finished beams): EOS, so the first EOS ends one
+            early_stopping=1, no_repeat_ngram_size=0),
+    ]
+    graph = helper.make_graph(
+        search, "generate",
+        [tensor(fmt.SOURCE_IDS, ["batch", "source_length"], TensorProto.INT32),
+         tensor(fmt.GENERATE_MAX_LENGTH, [1], TensorProto.INT32), tensor(fmt.GENERATE_NUM_BEAMS, [1], TensorProto.INT32),
+         tensor(fmt.GENERATE_NUM_RETURN, [1], TensorProto.INT32), tensor(fmt.GENERATE_LENGTH_PENALTY, [1])],
+        [tensor(fmt.GENERATE_SEQUENCES, ["batch", "hypotheses", "length"], TensorProto.INT32),
+         tensor(fmt.GENERATE_SCORES, ["batch", "hypotheses"])],
+        [const("pad_id", np.array(fmt.PAD_ID, np.int32)),
+         const("min_length", np.array([0], np.int32))])  # optional, but onnxruntime 1.32 fails without it
+    opsets = {opset.domain: opset.version for opset in list(encoder_proto.opset_import) + list(decoder_proto.opset_import)}
+    opsets["com.microsoft"] = 1
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, version) for domain, version in opsets.items()],
+                              producer_name="keras-transformer")
+    model.ir_version = max(encoder_proto.ir_version, decoder_proto.ir_version)
+    return model
