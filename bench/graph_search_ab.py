@@ -7,7 +7,8 @@
 Exports RUN once in fp32 and once in int8 (the default export: fused decoder.onnx plus
 generate.onnx) and translates the same sentences through `Translator` (text in, text out), 1
 thread, with `graph_search=True` (the search inside onnxruntime) and `graph_search=False` (the
-numpy loop over decoder.onnx): greedy and beam 4 (default options: length penalty 1, patience 1),
+numpy loop over decoder.onnx; the operator at every batch size here, while `Translator` sends it
+single sentences only, `GraphSearch.max_batch`): greedy and beam 4 (default options: length penalty 1, patience 1),
 one call per sentence (batch 1) and one call for all (batch 32), every configuration of both
 interleaved in each pass; the best pass counts. Outputs must be identical in every row.
 """
@@ -46,6 +47,7 @@ def main(argv=None) -> int:
         out = work / precision
         export_bundle(args.run, out, int8=int8, force=True, log=lambda *a, **k: None)
         translators["graph", precision] = Translator(out, threads=1)
+        translators["graph", precision].model.graph_search.max_batch = 1 << 20  # the operator at every batch size
         translators["numpy loop", precision] = Translator(out, threads=1, graph_search=False)
     for translator in translators.values():  # warm-up: first runs allocate
         translator.translate(texts[:3], beam_size=4)

@@ -79,6 +79,7 @@ def _add_generation_graph(directory: Path, model_config, sources, log) -> dict:
     onnx.save(graph, directory / fmt.GENERATE_FILE)
     shell = BundleConfig(directory, {"model": model_config.to_dict(), "files": {fmt.GENERATE_FILE: ""}})
     in_graph, numpy_loop = OnnxStepModel(shell), OnnxStepModel(shell, graph_search=False)
+    in_graph.graph_search.max_batch = len(sources)  # checked in padded batches, whatever Translator sends it
     checked = {}
     for label, options, checked_sources in (
             ("greedy", DecodingOptions(), sources),

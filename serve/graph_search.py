@@ -8,6 +8,12 @@ beam search with patience 1 (the operator stops a sentence once beam_size hypoth
 without sampling, repetition penalty or n-gram bans (the operator has its own forms of these two,
 not the same as ours); the Translator falls back to the numpy loop otherwise. Both rank by
 log-prob / length ** length_penalty with the same lengths; the operator sums in float32.
+
+The Translator sends it batches of at most `max_batch` sentences (default 1). The operator keeps
+computing every row of a batch until its last sentence ends, while the numpy loop drops finished
+sentences; where lengths differ, that lost more than the operator saves: on a Multi30k-size model
+(3+3 layers, vocabulary 8000) 16 sentences in one batch ran 0.45-0.52x as fast as the numpy loop,
+one sentence at a time 1.08-1.56x faster (bench/RESULTS-graph-search.md). Correct at any batch size.
 Measured on the demo model (bench/RESULTS-graph-search.md): identical tokens, greedy 1.2-1.6x and
 4-beam search 2-2.6x faster at batch 1.
 """
@@ -24,11 +30,15 @@ from .bundle import check_graph_io
 from .decoding import Hypothesis, SearchSettings, length_penalty_term
 
 
+MAX_BATCH = 1  # sentences per batch the Translator sends to the operator (see the module docstring)
+
+
 class GraphSearch:
     """An onnxruntime session of generate.onnx. Thread-safe (onnxruntime sessions are)."""
 
-    def __init__(self, path, options: ort.SessionOptions, num_layers: int):
+    def __init__(self, path, options: ort.SessionOptions, num_layers: int, max_batch: int = MAX_BATCH):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.max_batch = max_batch  # the Translator uses the numpy loop for larger batches
         check_graph_io(path, self.session, num_layers, fmt.generate_io_names)
 
     @staticmethod

@@ -271,7 +271,8 @@ def search_sources(model: decoding.StepModel, sources: list[list[int]], options:
 
     Sorts by source length (shortest first, stable), pads batches of `options.batch_size`, runs
     `model.start` then greedy search, sampling or beam search on each batch; or, when the model
-    has a `graph_search` that handles these settings, that search in one call per batch.
+    has a `graph_search` that handles these settings and the batch is within its `max_batch`, that
+    search in one call per batch.
     """
     max_length = options.capped_max_length(max_target_length)
     settings = search_settings(options)
@@ -283,7 +284,7 @@ def search_sources(model: decoding.StepModel, sources: list[list[int]], options:
     for start in range(0, len(order), options.batch_size):
         batch = order[start:start + options.batch_size]
         batch_sources = [sources[j] for j in batch]
-        if graph_search is not None:
+        if graph_search is not None and len(batch) <= graph_search.max_batch:
             found = graph_search.search(pad_batch(batch_sources), max_length, settings)
         else:
             state = model.start(pad_batch(batch_sources))

@@ -20,7 +20,10 @@ from keras_transformer.serve.translator import Translator, encode_sources, searc
 
 @pytest.fixture(scope="module")
 def translators(tiny_bundle):
-    return Translator(tiny_bundle), Translator(tiny_bundle, graph_search=False)
+    in_graph = Translator(tiny_bundle)
+    assert in_graph.model.graph_search.max_batch == 1  # the Translator's default: one sentence per call
+    in_graph.model.graph_search.max_batch = 64  # here: the operator's search in padded batches too
+    return in_graph, Translator(tiny_bundle, graph_search=False)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,18 @@ def test_a_graph_search_translation_does_not_depend_on_its_batch(translators, so
         assert [h[0].tokens for h in alone] == [h[0].tokens for h in batched]
 
 
+def test_the_translator_sends_one_sentence_batches_to_the_operator(tiny_bundle, sources):
+    translator = Translator(tiny_bundle)
+    graph_search, batches = translator.model.graph_search, []
+    search = graph_search.search
+    graph_search.search = lambda source_ids, *rest: batches.append(len(source_ids)) or search(source_ids, *rest)
+    _search(translator, sources[:5], batch_size=1, beam_size=2)
+    assert batches == [1] * 5
+    batches.clear()
+    _search(translator, sources[:5], batch_size=5, beam_size=2)  # the numpy loop drops finished rows
+    assert batches == []
+
+
 @pytest.mark.parametrize("settings, handled", [
     (SearchSettings(), True),
     (SearchSettings(beam_size=4, length_penalty=0.0, num_hypotheses=4), True),
@@ -119,6 +134,7 @@ def test_int8_bundles_search_in_the_graph_too(tmp_path, tiny_run, sources):
 
     export_bundle(tiny_run, tmp_path / "int8", int8=True, log=lambda *a: None)
     in_graph, numpy_loop = Translator(tmp_path / "int8"), Translator(tmp_path / "int8", graph_search=False)
+    in_graph.model.graph_search.max_batch = 64
     for options in (dict(batch_size=1), dict(batch_size=16), dict(beam_size=4, batch_size=16)):
         got = [h[0].tokens for h in _search(in_graph, sources, **options)]
         assert got == [h[0].tokens for h in _search(numpy_loop, sources, **options)]
