@@ -261,3 +261,53 @@ def interleaved_ab(translators: dict, variants: tuple, configs: list, texts: lis
                 best[key] = min(best.get(key, float("inf")), time.perf_counter() - started)
                 outputs[key] = result
     return best, outputs
+
+
+def ab_setup(prog: str, description: str, argv=None):
+    """The command line shared by the A/B benchmarks (`--run RUN [--sentences SPEC] [--max-pairs N]
+    [--passes N] [--work DIR] [--out FILE]`). Returns (args, work directory, sentences SPEC, the
+    source texts)."""
+    import argparse
+    import tempfile
+
+    from keras_transformer.corpus import read_parallel_corpus
+    from keras_transformer.run_dir import RunDir
+
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{prog}", description=description)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--sentences", help="corpus SPEC whose source side is translated (default: the run's test.tsv)")
+    parser.add_argument("--max-pairs", type=int, default=100)
+    parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--work", default=None, help="where the bundles go (default: a temporary directory)")
+    parser.add_argument("--out", help="also append the table to this file")
+    args = parser.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix=f"{prog.replace('_', '-')}-"))
+    sentences = args.sentences or str(RunDir(args.run).test_path)
+    texts = [source for source, _ in read_parallel_corpus(sentences, max_pairs=args.max_pairs)[0]]
+    return args, work, sentences, texts
+
+
+def ab_report(prog: str, argv, args, title: str, description: str, variants: tuple, labels: tuple,
+              configs: list, best: dict, outputs: dict, texts: list) -> str:
+    """The A/B benchmarks' section: a heading, the command, `description`, then per config the two
+    variants' sentences/s, the speed-up of the second and how many outputs are identical. Printed,
+    and appended to `args.out` when given (one file collects the runs of several models)."""
+    import sys
+
+    rows = []
+    for precision, beam, batch in configs:
+        first, second = (best[v, precision, beam, batch] for v in variants)
+        same = sum(a == b for a, b in zip(*(outputs[v, precision, beam, batch] for v in variants)))
+        rows.append([precision, "greedy" if beam == 1 else f"beam {beam}", batch, f"{len(texts) / first:,.0f}",
+                     f"{len(texts) / second:,.0f}", f"{first / second:.2f}×", f"{same}/{len(texts)}"])
+    command = f"python -m bench.{prog} " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = "\n".join([f"## {title} ({Path(args.run).name})", "",
+                      f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, CPU: {cpu_model()}.", "",
+                      description, "",
+                      markdown_table(["precision", "decoding", "batch", f"{labels[0]} sent/s", f"{labels[1]} sent/s",
+                                      "speed-up", "identical outputs"], rows)])
+    print(text)
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as out:
+            out.write(text + "\n\n")
+    return text

@@ -16,13 +16,11 @@ Kernels per step: nodes of each decoder graph after onnxruntime's optimizations.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.common import cpu_model, interleaved_ab, markdown_table
+from bench.common import ab_report, ab_setup, interleaved_ab
 
 
 def _kernels(decoder_path: Path) -> int:
@@ -40,23 +38,10 @@ def _kernels(decoder_path: Path) -> int:
 
 
 def main(argv=None) -> int:
-    from keras_transformer.corpus import read_parallel_corpus
     from keras_transformer.export.exporter import export_bundle
-    from keras_transformer.run_dir import RunDir
     from keras_transformer.serve import Translator
 
-    parser = argparse.ArgumentParser(prog="python -m bench.decoder_graph_ab", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True)
-    parser.add_argument("--sentences", help="corpus SPEC whose source side is translated (default: the run's test.tsv)")
-    parser.add_argument("--max-pairs", type=int, default=100)
-    parser.add_argument("--passes", type=int, default=5)
-    parser.add_argument("--work", default=None, help="where the bundles go (default: a temporary directory)")
-    parser.add_argument("--out", help="also write the table to this file")
-    args = parser.parse_args(argv)
-
-    work = Path(args.work or tempfile.mkdtemp(prefix="decoder-graph-ab-"))
-    sentences = args.sentences or str(RunDir(args.run).test_path)
-    texts = [source for source, _ in read_parallel_corpus(sentences, max_pairs=args.max_pairs)[0]]
+    args, work, sentences, texts = ab_setup("decoder_graph_ab", __doc__.splitlines()[0], argv)
     bundles = {}
     for graph, standard in (("standard", True), ("fused", False)):
         for precision, int8 in (("fp32", False), ("int8", True)):
@@ -70,27 +55,12 @@ def main(argv=None) -> int:
     configs = [(precision, beam, batch) for precision in ("fp32", "int8") for beam in (1, 4) for batch in (1, 32)]
     best, outputs = interleaved_ab(translators, ("standard", "fused"), configs, texts, args.passes)
 
-    rows = []
-    for precision, beam, batch in configs:
-        standard, fused = (best[g, precision, beam, batch] for g in ("standard", "fused"))
-        same = sum(a == b for a, b in zip(outputs["standard", precision, beam, batch],
-                                          outputs["fused", precision, beam, batch]))
-        rows.append([precision, "greedy" if beam == 1 else f"beam {beam}", batch, f"{len(texts) / standard:,.0f}",
-                     f"{len(texts) / fused:,.0f}", f"{standard / fused:.2f}×", f"{same}/{len(texts)}"])
     kernels = {graph: _kernels(bundles[graph, "fp32"] / "decoder.onnx") for graph in ("standard", "fused")}
-    command = "python -m bench.decoder_graph_ab " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = [f"## decoder.onnx: tf2onnx's standard operators against the fused graph ({Path(args.run).name})", "",
-             f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, CPU: {cpu_model()}.", "",
-             f"Run {args.run}, {len(texts)} sentences of {sentences}, 1 thread, best of {args.passes} interleaved "
-             f"passes. Decoder kernels per step (fp32, after onnxruntime's optimizations): standard "
-             f"{kernels['standard']}, fused {kernels['fused']}.", "",
-             markdown_table(["precision", "decoding", "batch", "standard sent/s", "fused sent/s", "speed-up",
-                             "identical outputs"], rows)]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:  # appended: one file collects the runs of several models
-        with open(args.out, "a", encoding="utf-8") as out:
-            out.write(text + "\n\n")
+    ab_report("decoder_graph_ab", argv, args, "decoder.onnx: tf2onnx's standard operators against the fused graph",
+              f"Run {args.run}, {len(texts)} sentences of {sentences}, 1 thread, best of {args.passes} interleaved "
+              f"passes. Decoder kernels per step (fp32, after onnxruntime's optimizations): standard "
+              f"{kernels['standard']}, fused {kernels['fused']}.",
+              ("standard", "fused"), ("standard", "fused"), configs, best, outputs, texts)
     return 0
 
 

@@ -15,33 +15,16 @@ interleaved in each pass; the best pass counts. Outputs must be identical in eve
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-from bench.common import cpu_model, interleaved_ab, markdown_table
+from bench.common import ab_report, ab_setup, interleaved_ab
 
 
 def main(argv=None) -> int:
-    from keras_transformer.corpus import read_parallel_corpus
     from keras_transformer.export.exporter import export_bundle
-    from keras_transformer.run_dir import RunDir
     from keras_transformer.serve import Translator
 
-    parser = argparse.ArgumentParser(prog="python -m bench.graph_search_ab", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True)
-    parser.add_argument("--sentences", help="corpus SPEC whose source side is translated (default: the run's test.tsv)")
-    parser.add_argument("--max-pairs", type=int, default=100)
-    parser.add_argument("--passes", type=int, default=5)
-    parser.add_argument("--work", default=None, help="where the bundles go (default: a temporary directory)")
-    parser.add_argument("--out", help="also append the table to this file")
-    args = parser.parse_args(argv)
-
-    work = Path(args.work or tempfile.mkdtemp(prefix="graph-search-ab-"))
-    sentences = args.sentences or str(RunDir(args.run).test_path)
-    texts = [source for source, _ in read_parallel_corpus(sentences, max_pairs=args.max_pairs)[0]]
+    args, work, sentences, texts = ab_setup("graph_search_ab", __doc__.splitlines()[0], argv)
     translators = {}
     for precision, int8 in (("fp32", False), ("int8", True)):
         out = work / precision
@@ -55,24 +38,10 @@ def main(argv=None) -> int:
     configs = [(precision, beam, batch) for precision in ("fp32", "int8") for beam in (1, 4) for batch in (1, 32)]
     variants = ("numpy loop", "graph")
     best, outputs = interleaved_ab(translators, variants, configs, texts, args.passes)
-    rows = []
-    for precision, beam, batch in configs:
-        loop, graph = (best[v, precision, beam, batch] for v in variants)
-        same = sum(a == b for a, b in zip(*(outputs[v, precision, beam, batch] for v in variants)))
-        rows.append([precision, "greedy" if beam == 1 else f"beam {beam}", batch, f"{len(texts) / loop:,.0f}",
-                     f"{len(texts) / graph:,.0f}", f"{loop / graph:.2f}×", f"{same}/{len(texts)}"])
-    command = "python -m bench.graph_search_ab " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = [f"## The search in numpy against generate.onnx ({Path(args.run).name})", "",
-             f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, CPU: {cpu_model()}.", "",
-             f"Run {args.run}, {len(texts)} sentences of {sentences}, 1 thread, best of {args.passes} interleaved "
-             f"passes, text in and text out (`Translator`, graph_search False / True).", "",
-             markdown_table(["precision", "decoding", "batch", "numpy loop sent/s", "generate.onnx sent/s", "speed-up",
-                             "identical outputs"], rows)]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:  # appended: one file collects the runs of several models
-        with open(args.out, "a", encoding="utf-8") as out:
-            out.write(text + "\n\n")
+    ab_report("graph_search_ab", argv, args, "The search in numpy against generate.onnx",
+              f"Run {args.run}, {len(texts)} sentences of {sentences}, 1 thread, best of {args.passes} interleaved "
+              f"passes, text in and text out (`Translator`, graph_search False / True).",
+              variants, ("numpy loop", "generate.onnx"), configs, best, outputs, texts)
     return 0
 
 
