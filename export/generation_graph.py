@@ -1,10 +1,10 @@
 """generate.onnx: the whole decoding loop (greedy and beam search) as one onnxruntime `BeamSearch` node.
 
 The cached decoding loop in numpy (`serve/decoding.py`) calls onnxruntime once per token, and on a
-small model the Python around each call costs as much as the kernels: measured on the demo model,
-batch 1, one thread, the same search inside onnxruntime's `BeamSearch` operator (com.microsoft,
-`model_type` 1 = encoder-decoder, the T5 interface) ran greedy search 1.2-1.6x and beam search (4
-beams) 2-2.6x faster, with identical tokens (bench/RESULTS-graph-search.md). This module builds that graph from a bundle's two graphs, so
+small model the Python around each call costs as much as the kernels. The same search inside
+onnxruntime's `BeamSearch` operator (com.microsoft, `model_type` 1 = encoder-decoder, the T5
+interface), measured through `Translator` on the demo model, one sentence per call, one thread:
+greedy 1.24x and beam search (4 beams) 1.78x faster, identical tokens (bench/RESULTS-graph-search.md). This module builds that graph from a bundle's two graphs, so
 it holds exactly the computation the parity check verified:
 
 - the *encoder* subgraph is encoder.onnx followed by one decoder.onnx step from BOS with an empty

@@ -23,8 +23,9 @@ Scores are normalized by length as CTranslate2 (its default), fairseq and Huggin
 where log_prob is the sum of the generated tokens' log-probabilities (EOS included) under the
 model's distribution after any penalties. alpha = 0 gives the raw sum (favours short outputs);
 alpha = 1 the mean log-probability per token. With the same weights and alpha, the scores are
-CTranslate2's (measured: bench/ctranslate2_compare.py). Until 2026-12 this was the GNMT penalty
-((5 + len) / 6) ** alpha, which no engine's own beam search operator offers.
+CTranslate2's (its beam outputs matched ours on every sentence of bench/RESULTS-ctranslate2.md).
+Before December 2026 this was the GNMT penalty ((5 + len) / 6) ** alpha; the switch made our beam
+search CTranslate2's and let onnxruntime's BeamSearch operator run it (serve/graph_search.py).
 
 Example:
     >>> state = model.start(source_ids)                 # B rows
@@ -222,7 +223,8 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
       lengths it can still finish with: with alpha = 0, once the best candidate ends in EOS), or
     - at `max_length`, where the unfinished beams of a sentence with fewer than round(K * patience)
       finished hypotheses compete as they are (one that reached that count at this last step is
-      decided without them: Hugging Face's and onnxruntime's rule; CTranslate2 always adds them).
+      decided without them: Hugging Face's and onnxruntime's rule; CTranslate2's code registers
+      every beam at its last step).
     Ties are broken deterministically: between candidates, the lower (beam, token) index; between
     hypotheses of equal score, the one found first.
 
