@@ -98,15 +98,15 @@ def build_generation_graph(encoder_proto, decoder_proto):
     _, num_heads, _, head_dim = _dims(decoder_inputs[fmt.past_key_name(0)])
     vocab_size = _dims(decoder_proto.graph.output[0])[1]
     hidden_dim = _dims(encoder_proto.graph.output[0])[2]
-    layers = range(num_layers)
-    self_names = [(f"past_{kv}_self_{i}", f"present_{kv}_self_{i}") for i in layers for kv in ("key", "value")]
-    cross_names = [f"past_{kv}_cross_{i}" for i in layers for kv in ("key", "value")]
+    # Per layer and cache half: the bundle's names of its past, present and cross tensor.
+    caches = [(i, kv, past(i), present(i), cross(i)) for i in range(num_layers) for kv, past, present, cross in (
+        ("key", fmt.past_key_name, fmt.present_key_name, fmt.cross_key_name),
+        ("value", fmt.past_value_name, fmt.present_value_name, fmt.cross_value_name))]
 
     # The loop's step: decoder.onnx under the operator's names.
     step_inputs = {fmt.TOKEN_IDS: "input_ids", fmt.POSITION: "step/position", fmt.SOURCE_MASK: "step/source_mask"}
-    for i in layers:
-        step_inputs.update({fmt.cross_key_name(i): f"past_key_cross_{i}", fmt.cross_value_name(i): f"past_value_cross_{i}",
-                            fmt.past_key_name(i): f"past_key_self_{i}", fmt.past_value_name(i): f"past_value_self_{i}"})
+    for i, kv, past, _, cross in caches:
+        step_inputs.update({cross: f"past_{kv}_cross_{i}", past: f"past_{kv}_self_{i}"})
     nodes, step_weights, value_info, names = _copied_graph(decoder_proto.graph, "step/", step_inputs)
     step = [helper.make_node("Cast", ["encoder_attention_mask"], ["step/source_mask"], to=TensorProto.BOOL),
             helper.make_node("Shape", ["past_key_self_0"], ["step/past_length"], start=2, end=3),
@@ -114,15 +114,15 @@ def build_generation_graph(encoder_proto, decoder_proto):
             helper.make_node("Squeeze", ["step/past_length_int32"], ["step/position"]),
             *nodes,
             helper.make_node("Unsqueeze", [names[fmt.LOGITS], "step/axis_1"], ["logits"])]
-    step += [helper.make_node("Identity", [names[fmt.present_key_name(i) if kv == "key" else fmt.present_value_name(i)]],
-                              [f"present_{kv}_self_{i}"]) for i in layers for kv in ("key", "value")]
+    step += [helper.make_node("Identity", [names[present]], [f"present_{kv}_self_{i}"])
+             for i, kv, _, present, _ in caches]
     decoder_graph = helper.make_graph(
         step, "decoder_step",
         [tensor("input_ids", ["B", 1], TensorProto.INT32), tensor("encoder_attention_mask", ["B", "S"], TensorProto.INT32)]
-        + [tensor(past, ["B", num_heads, "P", head_dim]) for past, _ in self_names]
-        + [tensor(name, ["B", num_heads, "S", head_dim]) for name in cross_names],
+        + [tensor(f"past_{kv}_self_{i}", ["B", num_heads, "P", head_dim]) for i, kv, *_ in caches]
+        + [tensor(f"past_{kv}_cross_{i}", ["B", num_heads, "S", head_dim]) for i, kv, *_ in caches],
         [tensor("logits", ["B", 1, vocab_size])]
-        + [tensor(present, ["B", num_heads, "P + 1", head_dim]) for _, present in self_names],
+        + [tensor(f"present_{kv}_self_{i}", ["B", num_heads, "P + 1", head_dim]) for i, kv, *_ in caches],
         step_weights + [const("step/axis_1", np.array([1], np.int64))], value_info=value_info)
 
     # The encoder subgraph: encoder.onnx, then the first step (BOS, position 0, empty cache).
@@ -130,10 +130,8 @@ def build_generation_graph(encoder_proto, decoder_proto):
         encoder_proto.graph, "encoder/", {fmt.SOURCE_IDS: "encoder_input_ids"})
     first_inputs = {fmt.TOKEN_IDS: "decoder_input_ids", fmt.POSITION: "first/position",
                     fmt.SOURCE_MASK: "first/source_mask"}
-    for i in layers:
-        first_inputs.update({fmt.cross_key_name(i): encoded[fmt.cross_key_name(i)],
-                             fmt.cross_value_name(i): encoded[fmt.cross_value_name(i)],
-                             fmt.past_key_name(i): "first/empty_cache", fmt.past_value_name(i): "first/empty_cache"})
+    for _, _, past, _, cross in caches:
+        first_inputs.update({cross: encoded[cross], past: "first/empty_cache"})
     first_nodes, first_weights, first_info, first = _copied_graph(decoder_proto.graph, "first/", first_inputs)
     start = [helper.make_node("Cast", ["encoder_attention_mask"], ["first/source_mask"], to=TensorProto.BOOL),
              helper.make_node("Shape", ["encoder_input_ids"], ["first/batch"], start=0, end=1),
@@ -142,21 +140,21 @@ def build_generation_graph(encoder_proto, decoder_proto):
                               value=const("zero", np.zeros(1, np.float32)))]
     finish = [helper.make_node("Unsqueeze", [first[fmt.LOGITS], "first/axis_1"], ["logits"]),
               helper.make_node("Identity", [encoded[fmt.ENCODER_OUTPUT]], ["encoder_hidden_states"])]
-    finish += [helper.make_node("Identity", [first[fmt.present_key_name(i) if kv == "key" else fmt.present_value_name(i)]],
-                                [f"present_{kv}_self_{i}"]) for i in layers for kv in ("key", "value")]
-    finish += [helper.make_node("Identity", [encoded[fmt.cross_key_name(i) if kv == "key" else fmt.cross_value_name(i)]],
-                                [f"present_{kv}_cross_{i}"]) for i in layers for kv in ("key", "value")]
+    finish += [helper.make_node("Identity", [first[present]], [f"present_{kv}_self_{i}"])
+               for i, kv, _, present, _ in caches]
+    finish += [helper.make_node("Identity", [encoded[cross]], [f"present_{kv}_cross_{i}"])
+               for i, kv, _, _, cross in caches]
     encoder_graph = helper.make_graph(
         encoder_nodes + start + first_nodes + finish, "encoder_and_first_step",
         [tensor("encoder_input_ids", ["B", "S"], TensorProto.INT32),
          tensor("encoder_attention_mask", ["B", "S"], TensorProto.INT32),
          tensor("decoder_input_ids", ["B", 1], TensorProto.INT32)],
         [tensor("logits", ["B", 1, vocab_size]), tensor("encoder_hidden_states", ["B", "S", hidden_dim])]
-        + [tensor(present, ["B", num_heads, 1, head_dim]) for _, present in self_names]
-        + [tensor(f"present_{kv}_cross_{i}", ["B", num_heads, "S", head_dim]) for i in layers for kv in ("key", "value")],
+        + [tensor(f"present_{kv}_self_{i}", ["B", num_heads, 1, head_dim]) for i, kv, *_ in caches]
+        + [tensor(f"present_{kv}_cross_{i}", ["B", num_heads, "S", head_dim]) for i, kv, *_ in caches],
         encoder_weights + first_weights + [const("first/position", np.array(0, np.int32)),
-                           const("first/cache_dims", np.array([num_heads, 0, head_dim], np.int64)),
-                           const("first/axis_1", np.array([1], np.int64))],
+                                           const("first/cache_dims", np.array([num_heads, 0, head_dim], np.int64)),
+                                           const("first/axis_1", np.array([1], np.int64))],
         value_info=encoder_info + first_info)
 
     search = [

@@ -129,7 +129,7 @@ class Translator:
                 "opset": values.get("opset"),
                 "parity": values.get("parity"),
                 "search": ("generate.onnx (onnxruntime's BeamSearch) where it reproduces the numpy loop"
-                           if getattr(self.model, "graph_search", None) is not None else "numpy loop"),
+                           if self.model.graph_search is not None else "numpy loop"),
                 "model": {key: model.get(key) for key in ("num_layers", "num_heads", "hidden_dim",
                                                          "intermediate_dim", "max_source_length",
                                                          "max_target_length")},
