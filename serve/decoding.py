@@ -46,6 +46,8 @@ import numpy as np
 
 from .logits_processing import LogitsSettings, apply_penalties, sample
 
+ARGMAX_TOP_K = 16  # `_top_k` picks up to this many entries per row by repeated argmax (see there)
+
 State = Any  # whatever the model keeps per row; only the model looks inside it
 
 
@@ -345,13 +347,34 @@ def length_penalty_term(length: int, alpha: float) -> float:
 def _top_k(values: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the k largest entries of each row of (N, n) `values`, best first.
 
-    Ties go to the lower column index, so results never depend on the selection algorithm:
-    `np.argpartition` picks k entries per row in O(n); a row is taken as it is unless it holds more
-    entries equal to its k-th largest value than were picked (then `_top_k_with_ties` decides).
+    Ties go to the lower column index, so results never depend on the selection algorithm. Up to
+    `ARGMAX_TOP_K` entries are picked by k passes of `argmax` (which returns the first maximum), each
+    masking its pick with -inf: numpy's argmax is vectorized and argpartition is not, and k passes
+    were 1.9-18x faster than one argpartition for k <= 16 at the shapes of a beam step (rows 4-128,
+    vocabularies 406 and 8000; 0.56-1.7x at k = 32). Rows with a pick that is not above -inf (fewer
+    than k finite entries: the mask can no longer tell picked from unpicked; or NaN) take the
+    general path: `np.argpartition` picks k entries per row in O(n); a row is taken as it is unless
+    it holds more entries equal to its k-th largest value than were picked (then
+    `_top_k_with_ties` decides).
     """
     n = values.shape[1]
     if k >= n:
         return np.argsort(-values, axis=1, kind="stable")  # (N, n)
+    if k <= ARGMAX_TOP_K:
+        columns, masked = np.empty((len(values), k), dtype=np.intp), np.array(values, copy=True)  # (N, k), (N, n)
+        rows, unsure = np.arange(len(values)), np.zeros(len(values), dtype=bool)  # (N,), (N,)
+        for j in range(k):
+            columns[:, j] = masked.argmax(axis=1)
+            unsure |= ~(masked[rows, columns[:, j]] > -np.inf)  # picked a masked or -inf entry, or NaN
+            masked[rows, columns[:, j]] = -np.inf
+        if unsure.any():
+            columns[unsure] = _top_k_by_partition(values[unsure], k)
+        return columns
+    return _top_k_by_partition(values, k)
+
+
+def _top_k_by_partition(values: np.ndarray, k: int) -> np.ndarray:
+    """`_top_k` for k < n through `np.argpartition` (any k, any values)."""
     columns = np.argpartition(-values, k - 1, axis=1)[:, :k]  # (N, k) some k largest
     picked = _gather(values, columns)  # (N, k)
     kth = picked.min(axis=1, keepdims=True)  # (N, 1) k-th largest value

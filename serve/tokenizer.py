@@ -148,14 +148,14 @@ class SubwordTokenizer:
         """Cuts `ids` at the first [EOS], drops [PAD]/[BOS], checks the range."""
         if not isinstance(ids, np.ndarray):
             ids = list(ids)
-        cleaned = []
+        cleaned, vocab_size = [], self.vocab_size
         for token_id in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
             if token_id == EOS_ID:
                 break
             if token_id in _DROPPED_IDS:
                 continue
-            if not 0 <= token_id < self.vocab_size:
-                raise ValueError(f"expected token ids in 0..{self.vocab_size - 1}, got {token_id}")
+            if not 0 <= token_id < vocab_size:
+                raise ValueError(f"expected token ids in 0..{vocab_size - 1}, got {token_id}")
             cleaned.append(token_id)
         return cleaned
 

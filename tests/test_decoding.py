@@ -265,6 +265,25 @@ def test_top_k_breaks_ties_by_lowest_index():
         np.testing.assert_array_equal(decoding._top_k(values, k), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_argmax_and_partition_paths_agree_with_a_stable_sort(dtype):
+    """Both selection paths (repeated argmax up to ARGMAX_TOP_K, argpartition above) and the
+    argmax path's fallback (rows with fewer than k finite entries, NaN) give the stable sort's order."""
+    rng = np.random.default_rng(2)
+    values = rng.integers(0, 6, size=(64, 120)).astype(dtype)  # ties everywhere
+    values[rng.random(values.shape) < 0.3] = -np.inf
+    values[3, :] = -np.inf  # no finite entry
+    values[4, 10:] = -np.inf  # 10 finite entries, fewer than k for the larger k
+    values[6, 7] = np.nan
+    values[8, [2, 50]] = np.inf
+    for k in (1, 2, decoding.ARGMAX_TOP_K - 1, decoding.ARGMAX_TOP_K, decoding.ARGMAX_TOP_K + 1, 119):
+        expected = np.argsort(-values, axis=1, kind="stable")[:, :k]
+        got = decoding._top_k(values, k)
+        finite_rows = ~np.isnan(values).any(axis=1)  # NaN rows: distinct columns, any order
+        np.testing.assert_array_equal(got[finite_rows], expected[finite_rows])
+        assert all(len(set(row)) == k for row in got.tolist())
+
+
 def test_top_k_without_ties_and_with_a_few_rows_tied():
     rng = np.random.default_rng(1)
     values = rng.normal(size=(40, 300)).astype(np.float32)  # no ties: the argpartition path alone
