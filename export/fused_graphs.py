@@ -8,20 +8,25 @@ onnxruntime operators (the `com.microsoft` domain, on the CPU and in onnxruntime
 against tf2onnx's graph in bench/RESULTS-decoder-graph.md:
 
     attention        MatMul x·[Wq|Wk|Wv] -> Split -> MultiHeadAttention(q, k, v, bias, mask or past K/V)
-                     -> MatMul W_o -> SkipLayerNormalization(out + x + b_o)     (Add & Norm in one)
+                     -> MatMul W_o -> Add b_o -> Add x -> LayerNormalization    (Add & Norm)
     cross-attention  MatMul x·Wq -> MultiHeadAttention(q, cross K/V, bias, source padding mask) -> ...
-    feed-forward     MatMul W_1 -> Add b_1 -> Relu (or BiasGelu) -> MatMul W_2 -> SkipLayerNormalization
+    feed-forward     MatMul W_1 -> Add b_1 -> Relu (or BiasGelu) -> MatMul W_2 -> Add & Norm as above
     decoder step     Gather(√d · E)[token] + PE[position] in; MatMul(x, Eᵀ) + bias out (a Gemm)
 
 MultiHeadAttention appends the new key/value to the cache itself (its `present_*` outputs), scales
 by 1/√d_k and masks padded source keys, as `keras_transformer.attention` does (a masked score there
 is set to -1e9, here -10000 is added: both weigh 0 after the softmax in float32). Post-norm is the
-paper's Add & Norm, LN(x + sublayer(x)); with `norm_first` (pre-norm) SkipLayerNormalization's
-fourth output is the residual stream and its first the next sublayer's normalized input. The graph
+paper's Add & Norm, LN(x + sublayer(x)); with `norm_first` (pre-norm) the sum is the residual
+stream and its LayerNormalization the next sublayer's input. Add & Norm stays three plain operators:
+onnxruntime's fused SkipLayerNormalization was 3-4x slower on CPU from 32 rows up (serve/onnx_model.py
+keeps onnxruntime from fusing them). The graph
 keeps the bundle's interface (`serve/bundle_format.py`), so nothing in `serve/` depends on which
 builder wrote it, and the export's parity check compares it with the Keras model, logits and
-tokens. encoder.onnx stays tf2onnx's: it runs once per batch, and the same fusion measured slower
-there at batch 4 and 32 (MultiHeadAttention over S x S), no faster at batch 1.
+tokens. encoder.onnx stays tf2onnx's: it runs once per batch; the same fusion measured slower
+there at batch 4 and 32 (MultiHeadAttention over S x S), no faster at batch 1, and a 56-kernel
+encoder of plain operators (packed QKV MatMul, FusedMatMul scores, Add & Norm as here) against
+tf2onnx's 128 ran the demo model's encoder 1.21x / 1.08x / 0.99x as fast at batch 1 / 4 / 32:
+about 4% of a batch-1 translation, left for later.
 """
 
 from __future__ import annotations
@@ -151,20 +156,19 @@ class _Graph:
                          f"{p}_normed", axis=-1, epsilon=self.arch.epsilon)
 
     def residual(self, p, sublayer_output, stream, bias, norm, next_norm):
-        """Add & Norm with the sublayer's output bias folded in; returns (stream, next sublayer input).
-        Post-norm: both are LN(stream + out + b). Pre-norm: stream + out + b, and `next_norm` of it."""
-        bias = self.constant(f"{p}_bias", bias)
+        """Add & Norm with the sublayer's output bias; returns (stream, next sublayer input).
+        Post-norm: both are LN(out + b + stream). Pre-norm: out + b + stream, and `next_norm` of it.
+
+        Two Adds and a LayerNormalization rather than onnxruntime's SkipLayerNormalization, which
+        onnxruntime 1.32's CPU kernel runs 3-4x slower from 32 rows up (serve/onnx_model.py's
+        sessions turn off the optimizer that would fuse them back; bench/RESULTS.md). The sums run
+        in Keras' order: (out + b) + stream."""
+        biased = self.node("Add", [sublayer_output, self.constant(f"{p}_bias", bias)], f"{p}_biased")
+        summed = self.node("Add", [biased, stream], f"{p}_stream")
         if not self.arch.norm_first:
-            out = self.node("SkipLayerNormalization", [sublayer_output, stream, self.constant(f"{p}_gamma", norm[0]),
-                                                       self.constant(f"{p}_beta", norm[1]), bias],
-                            f"{p}_out", domain=MS_DOMAIN, epsilon=self.arch.epsilon)
+            out = self.layer_norm(p, summed, norm)
             return out, out
-        normed, _, _, summed = self.node(
-            "SkipLayerNormalization", [sublayer_output, stream, self.constant(f"{p}_next_gamma", next_norm[0]),
-                                       self.constant(f"{p}_next_beta", next_norm[1]), bias],
-            [f"{p}_next_input", f"{p}_mean", f"{p}_inv_std", f"{p}_stream"], domain=MS_DOMAIN,
-            epsilon=self.arch.epsilon)
-        return summed, normed
+        return summed, self.layer_norm(f"{p}_next", summed, next_norm)
 
     def self_attention(self, p, h, w: AttentionWeights, past, present):
         """Packed Q/K/V projection, MultiHeadAttention over the cache, output projection (its bias
@@ -321,3 +325,4 @@ def convert_fused_decoder_step(model, opset: int = 17, plain_cross_attention: bo
     """`build_decoder_step` for a Keras `build_transformer` model."""
     decoder, architecture = decoder_weights(model)
     return build_decoder_step(decoder, architecture, opset, plain_cross_attention)
+

@@ -28,6 +28,7 @@ import onnxruntime as ort
 from . import bundle_format as fmt
 from .bundle import check_graph_io
 from .decoding import Hypothesis, SearchSettings, length_penalty_term
+from .onnx_model import inference_session
 
 
 MAX_BATCH = 1  # sentences per batch the Translator sends to the operator (see the module docstring)
@@ -37,7 +38,7 @@ class GraphSearch:
     """An onnxruntime session of generate.onnx. Thread-safe (onnxruntime sessions are)."""
 
     def __init__(self, path, options: ort.SessionOptions, num_layers: int, max_batch: int = MAX_BATCH):
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = inference_session(path, options)
         self.max_batch = max_batch  # the Translator uses the numpy loop for larger batches
         check_graph_io(path, self.session, num_layers, fmt.generate_io_names)
 

@@ -14,9 +14,14 @@ import onnxruntime as ort
 
 from . import bundle_format as fmt
 from .bundle import BundleConfig, check_graph_io
+from .heap import retain_freed_heap
 
 
 DEFAULT_THREADS = 1
+# onnxruntime would fuse each Add & Norm (Add, Add, LayerNormalization) into SkipLayerNormalization,
+# whose CPU kernel (onnxruntime 1.32) ran a decoder step 1.16-1.36x slower from 4 rows up and no
+# faster at 1 (bench/RESULTS.md). Names: onnxruntime's optimizer registry.
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
@@ -36,6 +41,12 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
+def inference_session(path, options: ort.SessionOptions) -> ort.InferenceSession:
+    """A CPU session of one of the bundle's graphs, with `DISABLED_OPTIMIZERS` off."""
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
+
+
 class OnnxStepModel:
     """Encoder and cached decoder step of a bundle. Thread-safe: sessions are shared, state is not."""
 
@@ -43,13 +54,13 @@ class OnnxStepModel:
                  graph_search: bool = True):
         """`graph_search`: load the bundle's generate.onnx, if it has one, as `self.graph_search`
         (else that is None and every search runs the numpy loop over `step`)."""
+        retain_freed_heap()  # the loop's per-step cache tensors reuse heap pages (serve/heap.py)
         options = session_options(threads)
-        providers = ["CPUExecutionProvider"]
         self.bundle = bundle
         encoder_path = encoder_path or bundle.file(fmt.ENCODER_FILE)
         decoder_path = decoder_path or bundle.file(fmt.DECODER_FILE)
-        self.encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
-        self.decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
+        self.encoder = inference_session(encoder_path, options)
+        self.decoder = inference_session(decoder_path, options)
         check_graph_io(encoder_path, self.encoder, bundle.num_layers, fmt.encoder_io_names)
         check_graph_io(decoder_path, self.decoder, bundle.num_layers, fmt.decoder_io_names)
         layers = range(bundle.num_layers)

@@ -80,8 +80,9 @@ def test_fused_graph_launches_far_fewer_kernels_than_tf2onnx():
     nodes = convert_fused_decoder_step(model).graph.node  # 113 kernels for the demo model from tf2onnx
     ops = [node.op_type for node in nodes]
     assert ops.count("MultiHeadAttention") == 2 * config.num_layers
-    assert ops.count("SkipLayerNormalization") == 3 * config.num_layers
-    assert len(nodes) <= 15 * config.num_layers + 8
+    assert ops.count("LayerNormalization") == 3 * config.num_layers  # Add & Norm: Add, Add, LayerNormalization
+    assert "SkipLayerNormalization" not in ops  # slower on onnxruntime's CPU from 32 rows up
+    assert len(nodes) <= 21 * config.num_layers + 8
 
 
 def test_export_writes_the_fused_decoder_unless_standard_ops_is_asked(tiny_run, tmp_path):
