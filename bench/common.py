@@ -227,6 +227,15 @@ def fmt_ratio(value) -> str:
     return "—" if value is None or not np.isfinite(value) else f"{fmt_num(value)}×"
 
 
+def print_and_save(text: str, path=None, append: bool = True) -> None:
+    """Prints a benchmark's markdown section and, when `path` is given, appends it to that file
+    (or replaces the file's content, `append=False`)."""
+    print(text)
+    if path:
+        with open(path, "a" if append else "w", encoding="utf-8") as out:
+            out.write(text + ("\n\n" if append else "\n"))
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
@@ -306,8 +315,5 @@ def ab_report(prog: str, argv, args, title: str, description: str, variants: tup
                       description, "",
                       markdown_table(["precision", "decoding", "batch", f"{labels[0]} sent/s", f"{labels[1]} sent/s",
                                       "speed-up", "identical outputs"], rows)])
-    print(text)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as out:
-            out.write(text + "\n\n")
+    print_and_save(text, args.out)
     return text

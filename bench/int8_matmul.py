@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from bench.common import cpu_model, markdown_table
+from bench.common import cpu_model, markdown_table, print_and_save
 
 SHAPES = [(128, 384), (128, 128), (128, 256), (256, 128), (128, 406),  # demo: QKV, out/cross, FFN, output
           (256, 768), (256, 256), (256, 1024), (1024, 256), (256, 8000)]  # Multi30k-size
@@ -78,10 +78,7 @@ def main(argv=None) -> int:
     text = "\n".join([f"## MatMulNBits (int8) against MatMul (fp32), one node", "",
                       f"`python -m bench.int8_matmul`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
                       f"CPU: {cpu_model()}, 1 thread.", "", markdown_table(header, rows)])
-    print(text)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
-            out.write(text + "\n")
+    print_and_save(text, args.out, append=False)
     return 0
 
 

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from bench.common import cpu_model, markdown_table
+from bench.common import cpu_model, markdown_table, print_and_save
 
 ROWS = (1, 4, 32, 128)
 
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="also append the tables to this file")
     args = parser.parse_args(argv)
     command = "python -m bench.layer_norm_fusion " + " ".join(argv if argv is not None else sys.argv[1:])
-    parts = [f"## SkipLayerNormalization against Add, Add, LayerNormalization", "",
+    parts = ["## SkipLayerNormalization against Add, Add, LayerNormalization", "",
              f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, CPU: {cpu_model()}, 1 thread.", "",
              markdown_table(["D", "rows", "SkipLayerNormalization µs", "Add, Add, LayerNormalization µs",
                              "three ops ÷ fused, speed"], add_and_norm_rows())]
@@ -111,10 +111,7 @@ def main(argv=None) -> int:
         parts += ["", markdown_table(["bundle", "rows", "past", "fusion on µs", "fusion off µs", "speed-up off",
                                       "max |Δ logits|"], rows)]
     text = "\n".join(parts)
-    print(text)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as out:
-            out.write(text + "\n\n")
+    print_and_save(text, args.out)
     return 0
 
 
