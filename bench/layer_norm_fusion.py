@@ -91,7 +91,8 @@ def decoder_rows(bundle) -> list[list]:
                 feeds[graph_input.name] = rng.standard_normal(shape).astype(np.float32)
         best = _best_us(sessions, feeds, max(20, 2000 // rows))
         fused, three = (sessions[name].run(None, feeds)[0] for name in ("fused", "three"))
-        rows_out.append([Path(bundle).name, rows, past, f"{best['fused']:.0f}", f"{best['three']:.0f}",
+        label = path.parent.name if path.parent.name != "bundle" else path.parent.parent.name  # RUN/bundle: RUN
+        rows_out.append([label, rows, past, f"{best['fused']:.0f}", f"{best['three']:.0f}",
                          f"{best['fused'] / best['three']:.2f}×", f"{np.abs(fused - three).max():.1e}"])
     return rows_out
 
