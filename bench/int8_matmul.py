@@ -1,12 +1,18 @@
-"""Why our int8 bundles are not faster: onnxruntime's MatMulNBits (8 bits, our `--int8`) against a
-float32 MatMul, one node each, at the shapes of the demo and Multi30k-size models.
+"""The two int8 matmul forms of `--int8` (export/quantize.py) against a float32 MatMul, each the
+quantized graph of one Dense layer (MatMul + bias), at the weight shapes of the demo and
+Multi30k-size models:
+
+- MatMulNBits: onnxruntime's 8-bit weight-only operator (block 64 along K, accuracy_level 4:
+  activations quantized per row inside the kernel); one node;
+- row int8: each activation row scaled to uint8 by its own max |a|, then MatMulIntegerToFloat
+  (uint8 x uint8 GEMM) and the bias Add; eight nodes.
 
     python -m bench.int8_matmul [--out FILE]
 
-Each weight W (K, N) is random, quantized as `export/quantize.py` does (block 64 along K,
-accuracy_level 4: activations quantized per row); M = 1, 4 and 32 rows of input (a greedy step at
-batch 1, a 4-beam step, a batch-32 step). µs per `session.run`, best of 3 × 2000 runs, 1 thread;
-each includes the same Python call overhead of a one-node session, so compare within a row.
+M = 1, 4, 32 and 128 rows of input (a greedy step at batch 1, a 4-beam step, a batch-32 greedy
+step, a batch-32 4-beam step). µs per `session.run`, best of 3 × up to 2000 runs, 1 thread; each
+includes the same Python call overhead of a small session, so compare within a row. Ratios are
+fp32 time ÷ int8 time (> 1: the int8 form is faster).
 """
 
 from __future__ import annotations
@@ -21,34 +27,38 @@ from bench.common import cpu_model, markdown_table, print_and_save
 
 SHAPES = [(128, 384), (128, 128), (128, 256), (256, 128), (128, 406),  # demo: QKV, out/cross, FFN, output
           (256, 768), (256, 256), (256, 1024), (1024, 256), (256, 8000)]  # Multi30k-size
-ROWS = (1, 4, 32)
+ROWS = (1, 4, 32, 128)
+FORMS = ("fp32", "MatMulNBits", "row int8")
 
 
-def _session(weight: np.ndarray, int8: bool):
-    import onnxruntime as ort
+def _dense_model(weight: np.ndarray, bias: np.ndarray):
     from onnx import TensorProto, helper, numpy_helper
 
-    from keras_transformer.export.quantize import ACCURACY_LEVEL, BITS, BLOCK_SIZE, quantize_weight
+    k, n = weight.shape
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["product"]), helper.make_node("Add", ["product", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", n])],
+                              [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+def _sessions(weight: np.ndarray, bias: np.ndarray) -> dict:
+    import onnxruntime as ort
+
+    from keras_transformer.export.quantize import quantize_model
     from keras_transformer.serve.onnx_model import session_options
 
-    k, n = weight.shape
-    if int8:
-        packed, scales = quantize_weight(weight)
-        node = helper.make_node("MatMulNBits", ["x", "w", "scales"], ["y"], domain="com.microsoft", K=k, N=n,
-                                bits=BITS, block_size=BLOCK_SIZE, accuracy_level=ACCURACY_LEVEL)
-        weights = [numpy_helper.from_array(packed, "w"), numpy_helper.from_array(scales.astype(np.float32), "scales")]
-    else:
-        node = helper.make_node("MatMul", ["x", "w"], ["y"])
-        weights = [numpy_helper.from_array(weight, "w")]
-    graph = helper.make_graph([node], "matmul", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", k])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", n])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 9
-    return ort.InferenceSession(model.SerializeToString(), session_options(1), providers=["CPUExecutionProvider"])
+    models = {"fp32": _dense_model(weight, bias),
+              "MatMulNBits": quantize_model(_dense_model(weight, bias), row_int8_min_elements=weight.size + 1)[0],
+              "row int8": quantize_model(_dense_model(weight, bias), row_int8_min_elements=0)[0]}
+    return {form: ort.InferenceSession(model.SerializeToString(), session_options(1),
+                                       providers=["CPUExecutionProvider"]) for form, model in models.items()}
 
 
-def _microseconds(session, x: np.ndarray, runs: int = 2000) -> float:
-    for _ in range(50):
+def _microseconds(session, x: np.ndarray, runs: int) -> float:
+    for _ in range(20):
         session.run(None, {"x": x})
     best = float("inf")
     for _ in range(3):
@@ -67,17 +77,21 @@ def main(argv=None) -> int:
     rows = []
     for k, n in SHAPES:
         weight = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
-        fp32, int8 = _session(weight, False), _session(weight, True)
+        sessions = _sessions(weight, rng.standard_normal(n).astype(np.float32))
         cells = []
         for m in ROWS:
             x = rng.standard_normal((m, k)).astype(np.float32)
-            a, b = _microseconds(fp32, x), _microseconds(int8, x)
-            cells += [f"{a:.1f} / {b:.1f}", f"{a / b:.2f}×"]
+            times = {form: _microseconds(sessions[form], x, max(50, 2000 // m)) for form in FORMS}
+            fp32 = times["fp32"]
+            cells.append(" / ".join(f"{times[form]:.0f}" for form in FORMS))
+            cells.append(" / ".join(f"{fp32 / times[form]:.2f}×" for form in FORMS[1:]))
         rows.append([f"{k}×{n}", *cells])
-    header = ["W (K×N)"] + [h for m in ROWS for h in (f"M = {m}: fp32 / int8 µs", f"int8 speed-up, M = {m}")]
-    text = "\n".join([f"## MatMulNBits (int8) against MatMul (fp32), one node", "",
+    header = ["W (K×N)"] + [h for m in ROWS
+                            for h in (f"M = {m}: µs fp32 / NBits / row", f"M = {m}: NBits / row vs fp32")]
+    text = "\n".join(["## int8 matmul forms against MatMul (fp32), one Dense layer each", "",
                       f"`python -m bench.int8_matmul`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-                      f"CPU: {cpu_model()}, 1 thread.", "", markdown_table(header, rows)])
+                      f"CPU: {cpu_model()}, 1 thread. µs per run: fp32 / MatMulNBits / row int8; then each int8 "
+                      "form's speed-up over fp32.", "", markdown_table(header, rows)])
     print_and_save(text, args.out, append=False)
     return 0
 

@@ -1,4 +1,4 @@
-"""`--int8`: quantize both graphs (weight-only int8, `export/quantize.py`), then measure what it costs
+"""`--int8`: quantize both graphs (int8 weights, per-row activations: `export/quantize.py`), then measure what it costs
 on the sample sentences.
 
 Token identity with fp32 is not required; the share of identical greedy outputs and the chrF++ of

@@ -1,25 +1,35 @@
-"""`--int8`: weight-only int8 for every MatMul with a constant weight, as onnxruntime's `MatMulNBits`
-(com.microsoft, bits = 8).
+"""`--int8`: int8 weights for every MatMul with a constant weight, in one of two forms chosen by the
+weight's size, both quantizing activations row by row, never with a statistic of the batch.
 
-Each weight W (K, N) is cut into blocks of `BLOCK_SIZE` consecutive rows (along K, the reduced
-axis) per output column; a block keeps one float32 scale, max |w| / 127, and its values as
-round(w / scale) in -127..127, stored as uint8 with the operator's default zero point 128 (the
-symmetric form: no zero-point tensor). Activations are never quantized with a statistic of the
-batch: with `accuracy_level` 4 onnxruntime quantizes each row of A on its own (one int8 scale per
-row and block of K, MLAS "CompInt8"), so every row's result depends on that row alone, and a
-sentence translates to the same tokens whatever other sentences share its batch. (onnxruntime's
-`quantize_dynamic`, used before, takes one activation scale per tensor, i.e. per batch: a
-sentence's int8 translation then depended on its companions.) Blocks above 64 are not used: for them
-onnxruntime's M = 1 kernel rounds differently from the M > 1 one. A Dense layer's bias Add is folded
-into the MatMulNBits node (one kernel fewer per matmul). One float op is rewritten too
-(`exact_cross_attention`): the decoder's `weights @ cross_value` sums over the source length, and a
-MatMul's summation order changes with the padded length, which int8 rounding could turn into another
-token; a running sum (CumSum) adds the padding's exact zeros last. With all three, a sentence's step
-logits are bitwise the same alone, in any batch and beside any padding.
+Small weights (K * N < `ROW_INT8_MIN_ELEMENTS`): onnxruntime's `MatMulNBits` (com.microsoft, bits
+= 8). W (K, N) is cut into blocks of `BLOCK_SIZE` consecutive rows (along K, the reduced axis) per
+output column; a block keeps one float32 scale, max |w| / 127, and its values as round(w / scale)
+in -127..127, stored as uint8 with the operator's default zero point 128 (the symmetric form). With
+`accuracy_level` 4 onnxruntime quantizes each row of A on its own (one int8 scale per row and block
+of K, MLAS "CompInt8"). Blocks above 64 are not used: for them onnxruntime's M = 1 kernel rounds
+differently from the M > 1 one. The Dense layer's bias Add is folded into the node.
+
+Large weights (256 x 1024 and up: feed-forward and vocabulary projections): `_row_int8_nodes`, six
+small ops that scale each row of A to uint8 by its own max |a| (shared by every matmul reading that
+A), then `MatMulIntegerToFloat` (uint8 x uint8, exact int32 sums). MatMulNBits' int8 kernel is a
+fast M = 1 GEMV but slower than float32 from 4 rows on (bench/RESULTS-int8-matmul.md: 0.5-0.8x at
+32 rows); onnxruntime's uint8 GEMM is 1.2-1.6x float32 there and, for the 256 x 8000 projection,
+the fastest even at one row. Below the threshold the six extra kernels cost more at one row than the
+GEMM saves (measured on whole models in bench/RESULTS-numpy-loop.md).
+
+Either way every row's result depends on that row alone, so a sentence translates to the same
+tokens whatever other sentences share its batch. (onnxruntime's `quantize_dynamic`, used before,
+takes one activation scale per tensor, i.e. per batch: a sentence's int8 translation then depended
+on its companions.) One float op is rewritten too (`exact_cross_attention`): the decoder's `weights
+@ cross_value` sums over the source length, and a MatMul's summation order changes with the padded
+length, which int8 rounding could turn into another token; a running sum (CumSum) adds the
+padding's exact zeros last. With all of this, a sentence's step logits are bitwise the same alone,
+in any batch and beside any padding.
 
 The packing is done here with numpy (a few lines) rather than with onnxruntime's
-`MatMulNBitsQuantizer`, which needs the extra `onnx_ir` package; `tests/test_int8_batch_invariance.py`
-checks the packing against a float matmul and the batch invariance end to end.
+`MatMulNBitsQuantizer`, which needs the extra `onnx_ir` package, or `quantize_dynamic` (per-batch
+activation scales); `tests/test_int8_batch_invariance.py` checks both forms against a float matmul
+and the batch invariance end to end.
 """
 
 from __future__ import annotations
@@ -32,18 +42,22 @@ BITS = 8
 BLOCK_SIZE = 64  # rows of K per scale, a power of 2 >= 16; above 64 the M = 1 kernel rounds differently
 ACCURACY_LEVEL = 4  # MatMulNBits: 4 = int8 compute (A quantized per row and block), 0 = float compute
 MIN_WEIGHT_ELEMENTS = 16 * 16  # smaller matmuls stay float32
-METHOD = "weight-only int8"
+ROW_INT8_MIN_ELEMENTS = 1 << 18  # weights with K * N >= this (256 x 1024, vocab projections) use row int8
+METHOD = "int8 weights, activations quantized per row"
 
 
 def describe(block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL) -> dict:
     """The bundle config's "quantization" record (without the measured figures)."""
     return {
-        "type": (f"{METHOD}: onnxruntime MatMulNBits (bits {BITS}, symmetric, block {block_size} along K, "
-                 f"accuracy_level {accuracy_level}); activations quantized per row, never per batch"),
-        "method": "matmul_nbits_int8",
+        "type": (f"{METHOD}: weights under {ROW_INT8_MIN_ELEMENTS} elements as onnxruntime MatMulNBits (bits {BITS}, "
+                 f"symmetric, block {block_size} along K, accuracy_level {accuracy_level}), larger ones as "
+                 "MatMulIntegerToFloat (uint8 x uint8, one scale per weight column and per activation row); "
+                 "never a scale per batch"),
+        "method": "int8_per_row",
         "bits": BITS,
         "block_size": block_size,
         "accuracy_level": accuracy_level,
+        "row_int8_min_elements": ROW_INT8_MIN_ELEMENTS,
         "batch_invariant": True,
     }
 
@@ -63,6 +77,15 @@ def quantize_weight(weight: np.ndarray, block_size: int = BLOCK_SIZE) -> tuple[n
     return quantized.astype(np.uint8), scales
 
 
+def quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """W float (K, N) -> (uint8 (K, N), scales float32 (N,)): column n is round(w / scale_n) + 128 with
+    scale_n = max |column n| / 127, so W is about (quantized - 128) * scales."""
+    scales = np.abs(weight).max(axis=0) / 127.0
+    scales = np.where(scales == 0.0, 1.0, scales).astype(np.float32)
+    quantized = np.clip(np.rint(weight / scales), -127, 127).astype(np.int16) + 128
+    return quantized.astype(np.uint8), scales
+
+
 def dequantize_weight(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:
     """The float (K, N) weight that MatMulNBits multiplies by (for checks)."""
     n, blocks, block_size = packed.shape
@@ -70,12 +93,17 @@ def dequantize_weight(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndar
     return values.reshape(n, blocks * block_size)[:, :k].T
 
 
-def quantize_model(model, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL):
-    """An onnx ModelProto with every MatMul(A, constant 2-D W) replaced by MatMulNBits; returns
-    (model, number of matmuls replaced). Matmuls of two activations (attention) stay float32."""
+def quantize_model(model, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL,
+                   row_int8_min_elements: int | None = None):
+    """An onnx ModelProto with every MatMul(A, constant 2-D W) replaced by MatMulNBits, or by the
+    row-int8 chain (`_row_int8_nodes`) where K * N >= row_int8_min_elements (default
+    ROW_INT8_MIN_ELEMENTS, read at call time); returns (model, number of matmuls replaced). Matmuls
+    of two activations (attention) stay float32."""
     import onnx
     from onnx import helper, numpy_helper
 
+    if row_int8_min_elements is None:
+        row_int8_min_elements = ROW_INT8_MIN_ELEMENTS
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     uses: dict[str, int] = {}
@@ -86,6 +114,8 @@ def quantize_model(model, block_size: int = BLOCK_SIZE, accuracy_level: int = AC
             consumers.setdefault(name, []).append(node)
     graph_outputs = {output.name for output in graph.output}
     nodes, new_initializers, dropped, replaced, fused_adds = [], [], set(), 0, set()
+    row_scales: dict[str, tuple] = {}  # activation name -> (its uint8 rows, their scales): shared by matmuls
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     for node in graph.node:
         if id(node) in fused_adds:
             continue
@@ -96,33 +126,97 @@ def quantize_model(model, block_size: int = BLOCK_SIZE, accuracy_level: int = AC
             nodes.append(node)
             continue
         k, n = dims
-        packed, scales = quantize_weight(numpy_helper.to_array(weight).astype(np.float32), block_size)
+        weight_array = numpy_helper.to_array(weight).astype(np.float32)
+        add = _bias_add(node, consumers, initializers, graph_outputs, n)  # Dense's bias, folded in when there
+        bias = None if add is None else (add.input[1] if add.input[1] in initializers else add.input[0])
+        outputs = list((add or node).output)
         prefix = f"{node.input[1]}_int8_{replaced}"
-        new_initializers += [numpy_helper.from_array(packed, f"{prefix}_weight"),
-                             numpy_helper.from_array(scales, f"{prefix}_scales")]
-        inputs, outputs = [node.input[0], f"{prefix}_weight", f"{prefix}_scales"], list(node.output)
-        add = _bias_add(node, consumers, initializers, graph_outputs, n)
-        if add is not None:  # Dense's bias: added inside the kernel, one node fewer per matmul
-            inputs += ["", "", add.input[1] if add.input[1] in initializers else add.input[0]]
-            outputs = list(add.output)
+        if k * n >= row_int8_min_elements:
+            replacement, weights = _row_int8_nodes(node.input[0], weight_array, bias, outputs, prefix, row_scales,
+                                                   opset)
+        else:
+            replacement, weights = _matmul_nbits_node(node, weight_array, bias, outputs, prefix, block_size,
+                                                      accuracy_level)
+        nodes += replacement
+        new_initializers += weights
+        if add is not None:
             fused_adds.add(id(add))
-        attributes = dict(K=k, N=n, bits=BITS, block_size=block_size)
-        if accuracy_level:
-            attributes["accuracy_level"] = accuracy_level
-        nodes.append(helper.make_node("MatMulNBits", inputs, outputs, name=f"{node.name or prefix}_int8",
-                                      domain="com.microsoft", **attributes))
         uses[node.input[1]] -= 1
         if uses[node.input[1]] == 0:
             dropped.add(node.input[1])
         replaced += 1
     del graph.node[:]
     graph.node.extend(nodes)
+    if row_scales:
+        constants = dict(ROW_INT8_CONSTANTS, **({"row_int8_axes": np.array([-1], np.int64)} if opset >= 18 else {}))
+        new_initializers += [numpy_helper.from_array(value, name) for name, value in constants.items()]
     kept = [init for init in graph.initializer if init.name not in dropped]
     del graph.initializer[:]
     graph.initializer.extend(kept + new_initializers)
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return model, replaced
+
+
+def _matmul_nbits_node(matmul, weight, bias, outputs, prefix, block_size, accuracy_level):
+    """One MatMulNBits node for A @ weight (K, N) [+ bias]; returns ([node], its initializers)."""
+    from onnx import helper, numpy_helper
+
+    k, n = weight.shape
+    packed, scales = quantize_weight(weight, block_size)
+    initializers = [numpy_helper.from_array(packed, f"{prefix}_weight"),
+                    numpy_helper.from_array(scales, f"{prefix}_scales")]
+    inputs = [matmul.input[0], f"{prefix}_weight", f"{prefix}_scales"] + (["", "", bias] if bias is not None else [])
+    attributes = dict(K=k, N=n, bits=BITS, block_size=block_size)
+    if accuracy_level:
+        attributes["accuracy_level"] = accuracy_level
+    node = helper.make_node("MatMulNBits", inputs, outputs, name=f"{matmul.name or prefix}_int8",
+                            domain="com.microsoft", **attributes)
+    return [node], initializers
+
+
+ROW_INT8_CONSTANTS = {"row_int8_tiny": np.array(1e-30, np.float32),
+                      "row_int8_127": np.array(127.0, np.float32), "row_int8_one": np.array(1.0, np.float32),
+                      "row_int8_zero_point": np.array(128, np.uint8)}
+
+
+def _row_int8_nodes(activation, weight, bias, outputs, prefix, row_scales, opset):
+    """Nodes computing activation (..., K) @ weight (K, N) [+ bias] with int8 arithmetic that depends on
+    each row alone: the row is scaled by 127 / max |row| and rounded to uint8 around 128, W as
+    `quantize_columns` does, MatMulIntegerToFloat adds exact int32 products and scales them back per
+    row and column. uint8 x uint8 rather than uint8 x int8: on x86 without VNNI onnxruntime's uint8 x
+    int8 kernel adds pairs of products in int16, which saturates. Returns (nodes, initializers);
+    `row_scales` caches one activation's quantized rows for every matmul that reads it."""
+    from onnx import helper, numpy_helper
+
+    nodes = []
+    if activation not in row_scales:
+        p = f"{activation}_row_int8"
+        nodes += [
+            helper.make_node("Abs", [activation], [f"{p}_abs"], name=f"{p}_abs"),
+            (helper.make_node("ReduceMax", [f"{p}_abs", "row_int8_axes"], [f"{p}_max"], name=f"{p}_max", keepdims=1)
+             if opset >= 18 else  # axes became an input in opset 18
+             helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_max"], name=f"{p}_max", keepdims=1, axes=[-1])),
+            helper.make_node("Max", [f"{p}_max", "row_int8_tiny"], [f"{p}_range"], name=f"{p}_range"),  # (..., 1)
+            helper.make_node("Div", ["row_int8_127", f"{p}_range"], [f"{p}_inverse"], name=f"{p}_inverse"),
+            helper.make_node("Mul", [activation, f"{p}_inverse"], [f"{p}_scaled"], name=f"{p}_scaled"),
+            helper.make_node("QuantizeLinear", [f"{p}_scaled", "row_int8_one", "row_int8_zero_point"], [f"{p}_uint8"],
+                             name=f"{p}_uint8"),  # round half to even, + 128, saturate
+        ]
+        row_scales[activation] = (f"{p}_uint8", f"{p}_range")
+    rows, row_range = row_scales[activation]
+    quantized, column_scales = quantize_columns(weight)
+    initializers = [numpy_helper.from_array(quantized, f"{prefix}_weight"),  # (K, N)
+                    numpy_helper.from_array(column_scales / np.float32(127.0), f"{prefix}_column_scales")]
+    inputs = [rows, f"{prefix}_weight", row_range, f"{prefix}_column_scales", "row_int8_zero_point",
+              "row_int8_zero_point"]  # no bias input: with a per-row A scale, onnxruntime scales the bias too
+    product = outputs[0] if bias is None else f"{prefix}_product"
+    # (rows - 128) @ (W - 128) exactly in int32, times max |row| per row and column scale / 127 per column
+    nodes.append(helper.make_node("MatMulIntegerToFloat", inputs, [product], name=f"{prefix}_matmul",
+                                  domain="com.microsoft"))
+    if bias is not None:
+        nodes.append(helper.make_node("Add", [product, bias], outputs, name=f"{prefix}_bias"))
+    return nodes, initializers
 
 
 def _bias_add(matmul, consumers, initializers, graph_outputs, n):
@@ -180,12 +274,14 @@ def exact_cross_attention(model):
     return model, rewritten
 
 
-def quantize_int8(fp32_path, int8_path, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL) -> int:
+def quantize_int8(fp32_path, int8_path, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL,
+                  row_int8_min_elements: int | None = None) -> int:
     """Writes the weight-only int8 version of the ONNX graph at `fp32_path` to `int8_path` (with
     `exact_cross_attention`); returns how many matmuls were quantized."""
     import onnx
 
-    model, replaced = quantize_model(onnx.load(str(Path(fp32_path))), block_size, accuracy_level)
+    model, replaced = quantize_model(onnx.load(str(Path(fp32_path))), block_size, accuracy_level,
+                                     row_int8_min_elements)
     model, _ = exact_cross_attention(model)
     onnx.save(model, str(Path(int8_path)))
     return replaced

@@ -140,7 +140,7 @@ def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path):
     assert {"chrf_fp32", "chrf_int8"} <= set(quantization)
     decoder = onnx.load(out / fmt.DECODER_FILE)
     assert any(node.op_type == "MatMulNBits" for node in decoder.graph.node)  # weight-only int8, batch-invariant
-    assert quantization["method"] == "matmul_nbits_int8" and quantization["batch_invariant"] is True
+    assert quantization["method"] == "int8_per_row" and quantization["batch_invariant"] is True
 
 
 def _cli(*args):

@@ -1,7 +1,8 @@
 """int8 bundles are batch-invariant: a sentence translates to the same token ids alone and inside
-batches of any companions, greedy and beam (export/quantize.py: weight-only int8, MatMulNBits, whose
-activations are quantized per row). onnxruntime's quantize_dynamic, used before, took one activation
-scale per batch; the graph-level test shows the difference on one matmul."""
+batches of any companions, greedy and beam (export/quantize.py: int8 weights as MatMulNBits or, for
+large weights, MatMulIntegerToFloat; activations quantized per row either way). onnxruntime's
+quantize_dynamic, used before, took one activation scale per batch; the graph-level test shows the
+difference on one matmul."""
 
 import numpy as np
 import onnx
@@ -10,7 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from keras_transformer.corpus import read_parallel_corpus
-from keras_transformer.export.quantize import dequantize_weight, quantize_model, quantize_weight
+from keras_transformer.export import quantize
+from keras_transformer.export.quantize import dequantize_weight, quantize_columns, quantize_model, quantize_weight
 from keras_transformer.run_dir import RunDir
 from keras_transformer.serve import Translator
 from keras_transformer.serve import bundle_format as fmt
@@ -72,25 +74,75 @@ def test_a_quantized_row_does_not_depend_on_the_other_rows():
     assert not np.array_equal(dynamic.run(None, {"A": loud})[0][:6], dynamic_alone)
 
 
+ROW_INT8_FOR_THE_TESTS = 600  # the tiny model's QKV (16 x 48) and vocabulary projections, not its 16 x 16
+
+
+def test_column_quantization_round_trips_within_half_a_step():
+    weight = np.random.default_rng(4).normal(size=(40, 24)).astype(np.float32)
+    weight[:, 3] = 0.0  # a zero column keeps scale 1 rather than dividing by zero
+    quantized, scales = quantize_columns(weight)
+    assert quantized.dtype == np.uint8 and scales.shape == (24,) and quantized[:, 3].tolist() == [128] * 40
+    assert np.all(np.abs((quantized.astype(np.float32) - 128.0) * scales - weight) <= scales / 2 + 1e-7)
+
+
+def _two_dense_model(first, second, bias):
+    """A (B, T, K) -> (A @ first + bias, A @ second): two Dense layers reading the same activation."""
+    k = first.shape[0]
+    nodes = [helper.make_node("MatMul", ["A", "W1"], ["P1"]), helper.make_node("Add", ["P1", "b1"], ["Y1"]),
+             helper.make_node("MatMul", ["A", "W2"], ["Y2"])]
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["B", "T", k])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, None) for y in ("Y1", "Y2")],
+                              [numpy_helper.from_array(w, n) for w, n in [(first, "W1"), (bias, "b1"), (second, "W2")]])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_row_int8_rows_are_independent_exact_and_share_one_quantization():
+    rng = np.random.default_rng(2)
+    first = (rng.normal(size=(64, 96)) * 0.1).astype(np.float32)
+    second = (rng.normal(size=(64, 40)) * 0.1).astype(np.float32)
+    bias = rng.normal(size=96).astype(np.float32)
+    model, replaced = quantize_model(_two_dense_model(first, second, bias), row_int8_min_elements=0)
+    op_types = [node.op_type for node in model.graph.node]
+    assert replaced == 2 and op_types.count("MatMulIntegerToFloat") == 2 and "MatMulNBits" not in op_types
+    assert op_types.count("QuantizeLinear") == 1  # one per activation, not per matmul
+    session = _session(model)
+
+    rows = rng.normal(size=(5, 3, 64)).astype(np.float32)  # (B, T, K): every (b, t) is a row
+    rows[1, 2] = 0.0  # an all-zero row: no division by zero, the product is exactly the bias
+    loud = np.concatenate([rows, 80.0 * rng.normal(size=(2, 3, 64)).astype(np.float32)])
+    batched = session.run(None, {"A": rows})
+    alone = [np.concatenate(parts) for parts in zip(*(session.run(None, {"A": row[None]}) for row in rows))]
+    for got, want in zip(batched, alone):
+        assert np.array_equal(got, want)
+    for got, want in zip(session.run(None, {"A": loud}), alone):
+        assert np.array_equal(got[:5], want)
+    assert np.array_equal(batched[0][1, 2], bias) and not np.array_equal(batched[0][1, 1], bias)
+    for got, want in zip(batched, (rows @ first + bias, rows @ second)):
+        np.testing.assert_allclose(got, want, atol=0.03 * np.abs(want).max())  # int8 both sides: ~1% error
+
+
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory, tiny_run):
+    """The tiny run's int8 bundle, with both forms of int8 matmul (the real threshold is for wide models)."""
     from keras_transformer.export.exporter import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
-    export_bundle(tiny_run, out, int8=True, log=lambda *a, **k: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quantize, "ROW_INT8_MIN_ELEMENTS", ROW_INT8_FOR_THE_TESTS)
+        export_bundle(tiny_run, out, int8=True, log=lambda *a, **k: None)
     return out
 
 
 def test_the_bundle_records_the_method(int8_bundle):
     quantization = read_bundle_config(int8_bundle).values["quantization"]
-    assert quantization["method"] == "matmul_nbits_int8" and quantization["bits"] == 8
-    assert quantization["batch_invariant"] is True
+    assert quantization["method"] == "int8_per_row" and quantization["bits"] == 8
+    assert quantization["batch_invariant"] is True and quantization["row_int8_min_elements"] == ROW_INT8_FOR_THE_TESTS
     assert quantization["greedy_identical_alone_and_batched"] == 1.0
     assert quantization["matmuls_quantized"][fmt.DECODER_FILE] > 0
     decoder = onnx.load(int8_bundle / fmt.DECODER_FILE)
     op_types = {node.op_type for node in decoder.graph.node}
-    assert "MatMulNBits" in op_types and not op_types & {"DynamicQuantizeLinear", "MatMulInteger",
-                                                          "DynamicQuantizeMatMul"}
+    assert {"MatMulNBits", "MatMulIntegerToFloat"} <= op_types  # both forms, so the tests below cover both
+    assert not op_types & {"DynamicQuantizeLinear", "DynamicQuantizeMatMul"}  # per-tensor (per-batch) scales
 
 
 def test_step_logits_are_bitwise_identical_alone_and_padded_beside_a_longer_sentence(int8_bundle, tiny_run):
