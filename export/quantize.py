@@ -15,7 +15,7 @@ A), then `MatMulIntegerToFloat` (uint8 x uint8, exact int32 sums). MatMulNBits' 
 fast M = 1 GEMV but slower than float32 from 4 rows on (bench/RESULTS-int8-matmul.md: 0.5-0.8x at
 32 rows); onnxruntime's uint8 GEMM is 1.2-1.6x float32 there and, for the 256 x 8000 projection,
 the fastest even at one row. Below the threshold the six extra kernels cost more at one row than the
-GEMM saves (measured on whole models in bench/RESULTS-numpy-loop.md).
+GEMM saves (measured on whole models in bench/RESULTS-speed-changes.md).
 
 Either way every row's result depends on that row alone, so a sentence translates to the same
 tokens whatever other sentences share its batch. (onnxruntime's `quantize_dynamic`, used before,
@@ -276,7 +276,7 @@ def exact_cross_attention(model):
 
 def quantize_int8(fp32_path, int8_path, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL,
                   row_int8_min_elements: int | None = None) -> int:
-    """Writes the weight-only int8 version of the ONNX graph at `fp32_path` to `int8_path` (with
+    """Writes the int8 version of the ONNX graph at `fp32_path` to `int8_path` (with
     `exact_cross_attention`); returns how many matmuls were quantized."""
     import onnx
 

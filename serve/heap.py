@@ -6,7 +6,7 @@ returns the top of its heap to the kernel whenever more than its trim threshold 
 next step's allocation faults the same pages in again. With `M_TOP_PAD` the heap keeps
 `RETAINED_BYTES` beyond what is in use: measured on the demo model, batch 32, 4 beams, the
 reordering went from 11-13 ms to 4-5 ms per 128 sentences (`MALLOC_TOP_PAD_` in the environment
-has the same effect; bench/RESULTS.md). The cost: the process may keep up to that much freed
+has the same effect; bench/RESULTS-speed-changes.md). The cost: the process may keep up to that much freed
 memory. Only glibc (Linux) has `mallopt`; elsewhere nothing changes. `KERAS_TRANSFORMER_TOP_PAD=0`
 leaves glibc's default.
 """
