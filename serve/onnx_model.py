@@ -19,25 +19,30 @@ from .heap import retain_freed_heap
 
 DEFAULT_THREADS = 1
 # onnxruntime would fuse each Add & Norm (Add, Add, LayerNormalization) into SkipLayerNormalization,
-# whose CPU kernel (onnxruntime 1.32) ran a decoder step 1.16-1.36x slower from 4 rows up and no
-# faster at 1 (bench/RESULTS.md). Names: onnxruntime's optimizer registry.
+# whose CPU kernel (onnxruntime 1.32) is 2.6-4x slower than the three from 32 rows on: a decoder
+# step ran 1.08-1.21x faster without it at 32-128 rows and 1-4% slower at one row
+# (bench/RESULTS-speed-changes.md). Names: onnxruntime's optimizer registry.
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
     """Session options; `threads` = intra-op threads, default 1.
 
-    A decoding step is about a hundred tiny kernels, so synchronising threads costs more than it
-    saves: bench/RESULTS.md measured one thread 1.26x faster than two at batch 1 on a quiet machine
-    (2.5-3.6x on a busy one) and no slower at batch 32. Run more sessions (HTTP `--workers`) rather
-    than more threads per session.
+    A decoding step is a few dozen small kernels. One thread is the default: bench/RESULTS.md
+    measured it 1.26x faster than two at batch 1 on the demo model (2.5-3.6x on a busy machine),
+    and HTTP `--workers` (one session each) uses the cores better than threads. With more threads
+    the pool's threads spin between kernels (onnxruntime's default) rather than sleep: waking them
+    cost a Multi30k-size model's decoder step (d_model 256, one row) 565 µs against 386 µs. 2
+    threads then translate single sentences 1.48-1.50x faster than 1 on that model, against
+    1.15-1.19x with spinning off (bench/RESULTS-speed-changes.md). The cost: while a translation
+    runs, the extra threads busy-wait between kernels.
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or DEFAULT_THREADS
     options.inter_op_num_threads = 1
-    if options.intra_op_num_threads > 1:  # threads that sleep when idle leave the cores to others
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if options.intra_op_num_threads > 1:  # spin between kernels (onnxruntime's default, said explicitly)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     return options
 
 

@@ -167,6 +167,16 @@ def test_deterministic(tiny_bundle, translator):
     assert Translator(tiny_bundle, threads=1).translate(SENTENCES, beam_size=3) == first
 
 
+def test_two_spinning_intra_op_threads_translate_like_one(tiny_bundle, translator):
+    from keras_transformer.serve.onnx_model import session_options
+
+    assert session_options(2).get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    two = Translator(tiny_bundle, threads=2)
+    for beam_size, batch_size in [(1, 1), (3, 1), (1, 8), (3, 8)]:
+        assert (two.translate(SENTENCES, beam_size=beam_size, batch_size=batch_size)
+                == translator.translate(SENTENCES, beam_size=beam_size, batch_size=batch_size))
+
+
 def test_threads_share_one_translator(translator):
     jobs = [(SENTENCES[i:] + SENTENCES[:i], 1 + i % 3) for i in range(16)]
     sequential = [translator.translate(texts, beam_size=k, batch_size=3) for texts, k in jobs]
