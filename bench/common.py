@@ -317,3 +317,40 @@ def ab_report(prog: str, argv, args, title: str, description: str, variants: tup
                                       "speed-up", "identical outputs"], rows)])
     print_and_save(text, args.out)
     return text
+
+
+def best_microseconds(sessions: dict, feeds: dict, runs: int, rounds: int = 5) -> dict:
+    """µs per `session.run(None, feeds)` of each of {name: onnxruntime session}, best of `rounds`
+    interleaved rounds of `runs` calls each."""
+    best = {name: float("inf") for name in sessions}
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            started = time.perf_counter()
+            for _ in range(runs):
+                session.run(None, feeds)
+            best[name] = min(best[name], (time.perf_counter() - started) / runs * 1e6)
+    return best
+
+
+def decoder_step_feeds(session, rows: int, past: int, source_length: int, seed: int = 0) -> dict:
+    """Random inputs for one cached step of a bundle's decoder.onnx: `rows` rows with `past`
+    positions cached and a source of `source_length` (all real); token 5 at position `past`."""
+    feeds, rng = {}, np.random.default_rng(seed)
+    for graph_input in session.get_inputs():
+        sizes = {"batch": rows, "source_length": source_length, "past_length": past}
+        shape = [sizes.get(d, d) for d in graph_input.shape]
+        if graph_input.name == "token_ids":
+            feeds[graph_input.name] = np.full((rows, 1), 5, np.int32)
+        elif graph_input.name == "position":
+            feeds[graph_input.name] = np.array(past, np.int32)
+        elif graph_input.name == "source_mask":
+            feeds[graph_input.name] = np.ones((rows, source_length), bool)
+        else:
+            feeds[graph_input.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def bundle_label(bundle) -> str:
+    """A bundle's name in tables: the run's name for RUN/bundle, else the directory's."""
+    path = Path(bundle)
+    return path.parent.name if path.name == "bundle" else path.name

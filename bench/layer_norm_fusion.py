@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from bench.common import cpu_model, markdown_table, print_and_save
+from bench.common import (best_microseconds, bundle_label, cpu_model, decoder_step_feeds, markdown_table,
+                          print_and_save)
 
 ROWS = (1, 4, 32, 128)
 
@@ -31,17 +32,6 @@ def _session(model_bytes, fused: bool):
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"],
                                 disabled_optimizers=[] if fused else ["SkipLayerNormFusion"])
-
-
-def _best_us(sessions: dict, feeds: dict, runs: int) -> dict:
-    best = {name: float("inf") for name in sessions}
-    for _ in range(5):
-        for name, session in sessions.items():
-            started = time.perf_counter()
-            for _ in range(runs):
-                session.run(None, feeds)
-            best[name] = min(best[name], (time.perf_counter() - started) / runs * 1e6)
-    return best
 
 
 def add_and_norm_rows(hidden_dims=(128, 256)) -> list[list]:
@@ -63,7 +53,7 @@ def add_and_norm_rows(hidden_dims=(128, 256)) -> list[list]:
                     "three": _session(model.SerializeToString(), False)}
         for rows in ROWS:
             feeds = {name: rng.standard_normal((rows, 1, hidden)).astype(np.float32) for name in ("x", "skip")}
-            best = _best_us(sessions, feeds, 300)
+            best = best_microseconds(sessions, feeds, 300)
             rows_out.append([hidden, rows, f"{best['fused']:.1f}", f"{best['three']:.1f}",
                              f"{best['fused'] / best['three']:.2f}×"])
     return rows_out
@@ -75,24 +65,12 @@ def decoder_rows(bundle) -> list[list]:
     path = Path(bundle) / "decoder.onnx"
     data = path.read_bytes()
     sessions = {"fused": _session(data, True), "three": _session(data, False)}
-    rows_out, source_length = [], 10
+    rows_out = []
     for rows, past in [(r, 5) for r in ROWS] + [(128, 15)]:
-        feeds, rng = {}, np.random.default_rng(0)
-        for graph_input in sessions["fused"].get_inputs():
-            sizes = {"batch": rows, "source_length": source_length, "past_length": past}
-            shape = [sizes.get(d, d) for d in graph_input.shape]
-            if graph_input.name == "token_ids":
-                feeds[graph_input.name] = np.full((rows, 1), 5, np.int32)
-            elif graph_input.name == "position":
-                feeds[graph_input.name] = np.array(past, np.int32)
-            elif graph_input.name == "source_mask":
-                feeds[graph_input.name] = np.ones((rows, source_length), bool)
-            else:
-                feeds[graph_input.name] = rng.standard_normal(shape).astype(np.float32)
-        best = _best_us(sessions, feeds, max(20, 2000 // rows))
+        feeds = decoder_step_feeds(sessions["fused"], rows, past, source_length=10)
+        best = best_microseconds(sessions, feeds, max(20, 2000 // rows))
         fused, three = (sessions[name].run(None, feeds)[0] for name in ("fused", "three"))
-        label = path.parent.name if path.parent.name != "bundle" else path.parent.parent.name  # RUN/bundle: RUN
-        rows_out.append([label, rows, past, f"{best['fused']:.0f}", f"{best['three']:.0f}",
+        rows_out.append([bundle_label(bundle), rows, past, f"{best['fused']:.0f}", f"{best['three']:.0f}",
                          f"{best['fused'] / best['three']:.2f}×", f"{np.abs(fused - three).max():.1e}"])
     return rows_out
 

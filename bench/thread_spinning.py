@@ -17,9 +17,8 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
-from bench.common import cpu_model, interleaved_ab, markdown_table, print_and_save
+from bench.common import (best_microseconds, bundle_label, cpu_model, decoder_step_feeds, interleaved_ab,
+                          markdown_table, print_and_save)
 
 VARIANTS = ("1 thread", "2 threads, sleeping", "2 threads, spinning")
 
@@ -45,27 +44,10 @@ def step_rows(bundle) -> list[list]:
                                         disabled_optimizers=list(DISABLED_OPTIMIZERS)) for v in VARIANTS}
     rows_out = []
     for rows in (1, 4, 32):
-        feeds, rng = {}, np.random.default_rng(0)
-        for graph_input in sessions[VARIANTS[0]].get_inputs():
-            sizes = {"batch": rows, "source_length": 12, "past_length": 8}
-            shape = [sizes.get(d, d) for d in graph_input.shape]
-            if graph_input.name == "token_ids":
-                feeds[graph_input.name] = np.full((rows, 1), 5, np.int32)
-            elif graph_input.name == "position":
-                feeds[graph_input.name] = np.array(8, np.int32)
-            elif graph_input.name == "source_mask":
-                feeds[graph_input.name] = np.ones((rows, 12), bool)
-            else:
-                feeds[graph_input.name] = rng.standard_normal(shape).astype(np.float32)
-        best, runs = {v: float("inf") for v in VARIANTS}, max(20, 1000 // rows)
-        for _ in range(5):
-            for variant, session in sessions.items():
-                started = time.perf_counter()
-                for _ in range(runs):
-                    session.run(None, feeds)
-                best[variant] = min(best[variant], (time.perf_counter() - started) / runs * 1e6)
+        feeds = decoder_step_feeds(sessions[VARIANTS[0]], rows, past=8, source_length=12)
+        best = best_microseconds(sessions, feeds, max(20, 1000 // rows))
         one = best[VARIANTS[0]]
-        rows_out.append([_label(bundle), rows, *(f"{best[v]:.0f}" for v in VARIANTS),
+        rows_out.append([bundle_label(bundle), rows, *(f"{best[v]:.0f}" for v in VARIANTS),
                          *(f"{one / best[v]:.2f}×" for v in VARIANTS[1:])])
     return rows_out
 
@@ -90,17 +72,10 @@ def translator_rows(bundle, texts, passes=3) -> list[list]:
         seconds = {v: best[v, precision, beam, batch] for v in VARIANTS}
         reference = outputs[VARIANTS[0], precision, beam, batch]
         same = all(outputs[v, precision, beam, batch] == reference for v in VARIANTS)
-        rows_out.append([_label(bundle), "greedy" if beam == 1 else f"beam {beam}", batch,
+        rows_out.append([bundle_label(bundle), "greedy" if beam == 1 else f"beam {beam}", batch,
                          *(f"{len(texts) / seconds[v]:,.1f}" for v in VARIANTS),
                          *(f"{seconds[VARIANTS[0]] / seconds[v]:.2f}×" for v in VARIANTS[1:]), "yes" if same else "NO"])
     return rows_out
-
-
-def _label(bundle) -> str:
-    from pathlib import Path
-
-    path = Path(bundle)
-    return path.parent.name if path.name == "bundle" else path.name  # RUN/bundle: RUN
 
 
 def main(argv=None) -> int:
