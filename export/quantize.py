@@ -153,7 +153,7 @@ def quantize_model(model, block_size: int = BLOCK_SIZE, accuracy_level: int = AC
     kept = [init for init in graph.initializer if init.name not in dropped]
     del graph.initializer[:]
     graph.initializer.extend(kept + new_initializers)
-    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+    if not any(entry.domain == "com.microsoft" for entry in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return model, replaced
 

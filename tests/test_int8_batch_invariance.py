@@ -85,7 +85,7 @@ def test_column_quantization_round_trips_within_half_a_step():
     assert np.all(np.abs((quantized.astype(np.float32) - 128.0) * scales - weight) <= scales / 2 + 1e-7)
 
 
-def _two_dense_model(first, second, bias):
+def _two_dense_model(first, second, bias, opset=17):
     """A (B, T, K) -> (A @ first + bias, A @ second): two Dense layers reading the same activation."""
     k = first.shape[0]
     nodes = [helper.make_node("MatMul", ["A", "W1"], ["P1"]), helper.make_node("Add", ["P1", "b1"], ["Y1"]),
@@ -93,15 +93,16 @@ def _two_dense_model(first, second, bias):
     graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["B", "T", k])],
                               [helper.make_tensor_value_info(y, TensorProto.FLOAT, None) for y in ("Y1", "Y2")],
                               [numpy_helper.from_array(w, n) for w, n in [(first, "W1"), (bias, "b1"), (second, "W2")]])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def test_row_int8_rows_are_independent_exact_and_share_one_quantization():
+@pytest.mark.parametrize("opset", [17, 18])  # ReduceMax's axes: an attribute, then an input
+def test_row_int8_rows_are_independent_exact_and_share_one_quantization(opset):
     rng = np.random.default_rng(2)
     first = (rng.normal(size=(64, 96)) * 0.1).astype(np.float32)
     second = (rng.normal(size=(64, 40)) * 0.1).astype(np.float32)
     bias = rng.normal(size=96).astype(np.float32)
-    model, replaced = quantize_model(_two_dense_model(first, second, bias), row_int8_min_elements=0)
+    model, replaced = quantize_model(_two_dense_model(first, second, bias, opset), row_int8_min_elements=0)
     op_types = [node.op_type for node in model.graph.node]
     assert replaced == 2 and op_types.count("MatMulIntegerToFloat") == 2 and "MatMulNBits" not in op_types
     assert op_types.count("QuantizeLinear") == 1  # one per activation, not per matmul
