@@ -18,7 +18,7 @@ by 1/√d_k and masks padded source keys, as `keras_transformer.attention` does 
 is set to -1e9, here -10000 is added: both weigh 0 after the softmax in float32). Post-norm is the
 paper's Add & Norm, LN(x + sublayer(x)); with `norm_first` (pre-norm) the sum is the residual
 stream and its LayerNormalization the next sublayer's input. Add & Norm stays three plain operators:
-onnxruntime's fused SkipLayerNormalization was 3-4x slower on CPU from 32 rows up (serve/onnx_model.py
+onnxruntime's fused SkipLayerNormalization was 1.9-4x slower on CPU from 32 rows up (serve/onnx_model.py
 keeps onnxruntime from fusing them). The graph
 keeps the bundle's interface (`serve/bundle_format.py`), so nothing in `serve/` depends on which
 builder wrote it, and the export's parity check compares it with the Keras model, logits and
@@ -160,8 +160,8 @@ class _Graph:
         Post-norm: both are LN(out + b + stream). Pre-norm: out + b + stream, and `next_norm` of it.
 
         Two Adds and a LayerNormalization rather than onnxruntime's SkipLayerNormalization, which
-        onnxruntime 1.32's CPU kernel runs 3-4x slower from 32 rows up (serve/onnx_model.py's
-        sessions turn off the optimizer that would fuse them back; bench/RESULTS.md). The sums run
+        onnxruntime 1.32's CPU kernel runs 1.9-4x slower from 32 rows up (serve/onnx_model.py's
+        sessions turn off the optimizer that would fuse them back; bench/RESULTS-speed-changes.md). The sums run
         in Keras' order: (out + b) + stream."""
         biased = self.node("Add", [sublayer_output, self.constant(f"{p}_bias", bias)], f"{p}_biased")
         summed = self.node("Add", [biased, stream], f"{p}_stream")

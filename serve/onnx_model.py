@@ -19,7 +19,7 @@ from .heap import retain_freed_heap
 
 DEFAULT_THREADS = 1
 # onnxruntime would fuse each Add & Norm (Add, Add, LayerNormalization) into SkipLayerNormalization,
-# whose CPU kernel (onnxruntime 1.32) is 2.6-4x slower than the three from 32 rows on: a decoder
+# whose CPU kernel (onnxruntime 1.32) is 1.9-4x slower than the three from 32 rows on: a decoder
 # step ran 1.08-1.21x faster without it at 32-128 rows and 1-4% slower at one row
 # (bench/RESULTS-speed-changes.md). Names: onnxruntime's optimizer registry.
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
