@@ -10,7 +10,7 @@ Multi30k-size models:
     python -m bench.int8_matmul [--out FILE]
 
 M = 1, 4, 32 and 128 rows of input (a greedy step at batch 1, a 4-beam step, a batch-32 greedy
-step, a batch-32 4-beam step). µs per `session.run`, best of 3 × up to 2000 runs, 1 thread; each
+step, a batch-32 4-beam step). µs per `session.run`, best of 3 interleaved rounds of up to 2000 runs, 1 thread; each
 includes the same Python call overhead of a small session, so compare within a row. Ratios are
 fp32 time ÷ int8 time (> 1: the int8 form is faster).
 """
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from bench.common import cpu_model, markdown_table, print_and_save
+from bench.common import best_microseconds, cpu_model, markdown_table, print_and_save
 
 SHAPES = [(128, 384), (128, 128), (128, 256), (256, 128), (128, 406),  # demo: QKV, out/cross, FFN, output
           (256, 768), (256, 256), (256, 1024), (1024, 256), (256, 8000)]  # Multi30k-size
@@ -57,18 +57,6 @@ def _sessions(weight: np.ndarray, bias: np.ndarray) -> dict:
                                        providers=["CPUExecutionProvider"]) for form, model in models.items()}
 
 
-def _microseconds(session, x: np.ndarray, runs: int) -> float:
-    for _ in range(20):
-        session.run(None, {"x": x})
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(runs):
-            session.run(None, {"x": x})
-        best = min(best, (time.perf_counter() - started) / runs * 1e6)
-    return best
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.int8_matmul", description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="also write the table to this file")
@@ -81,7 +69,7 @@ def main(argv=None) -> int:
         cells = []
         for m in ROWS:
             x = rng.standard_normal((m, k)).astype(np.float32)
-            times = {form: _microseconds(sessions[form], x, max(50, 2000 // m)) for form in FORMS}
+            times = best_microseconds(sessions, {"x": x}, max(50, 2000 // m), rounds=3)
             fp32 = times["fp32"]
             cells.append(" / ".join(f"{times[form]:.0f}" for form in FORMS))
             cells.append(" / ".join(f"{fp32 / times[form]:.2f}×" for form in FORMS[1:]))

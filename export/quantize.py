@@ -79,11 +79,10 @@ def quantize_weight(weight: np.ndarray, block_size: int = BLOCK_SIZE) -> tuple[n
 
 def quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """W float (K, N) -> (uint8 (K, N), scales float32 (N,)): column n is round(w / scale_n) + 128 with
-    scale_n = max |column n| / 127, so W is about (quantized - 128) * scales."""
-    scales = np.abs(weight).max(axis=0) / 127.0
-    scales = np.where(scales == 0.0, 1.0, scales).astype(np.float32)
-    quantized = np.clip(np.rint(weight / scales), -127, 127).astype(np.int16) + 128
-    return quantized.astype(np.uint8), scales
+    scale_n = max |column n| / 127, so W is about (quantized - 128) * scales: `quantize_weight` with
+    one block spanning all of K."""
+    packed, scales = quantize_weight(weight, block_size=weight.shape[0])  # (N, 1, K), (N, 1)
+    return packed[:, 0, :].T, scales[:, 0]
 
 
 def dequantize_weight(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:

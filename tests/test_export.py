@@ -139,7 +139,7 @@ def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path):
     assert 0.0 <= quantization["greedy_identical_to_fp32"] <= 1.0
     assert {"chrf_fp32", "chrf_int8"} <= set(quantization)
     decoder = onnx.load(out / fmt.DECODER_FILE)
-    assert any(node.op_type == "MatMulNBits" for node in decoder.graph.node)  # int8 weights (the tiny model has no large one), batch-invariant
+    assert any(node.op_type == "MatMulNBits" for node in decoder.graph.node)  # the tiny model has no large weight
     assert quantization["method"] == "int8_per_row" and quantization["batch_invariant"] is True
 
 
