@@ -184,12 +184,11 @@ def _add_evaluate_parser(commands):
     p.add_argument("--data", required=True, help="SPEC with references: demo, FILE.tsv, FILE.csv or SOURCE_FILE,TARGET_FILE")
     _add_data_options(p)
     p.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
-    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (default)")
-    p.add_argument("--batch-size", type=int, default=32, help="sentences per decoding batch (default: 32)")
+    _add_search_options(p)
     p.add_argument("--output", help="write the translations here, one per line")
     p.add_argument("--json", help="write the scores and their signatures here as JSON")
-    p.set_defaults(handler=lambda args: __import__("keras_transformer.evaluate_command",
-                                                   fromlist=["run_evaluate"]).run_evaluate(args))
+    p.set_defaults(handler=lambda args: __import__("keras_transformer.evaluate_command", fromlist=["run_evaluate"])
+                   .run_evaluate(args, search_options(args)))
 
 
 def _add_attention_parser(commands):
@@ -231,6 +230,32 @@ class _IntermixedArgumentParser(argparse.ArgumentParser):
             self._intermixing = False
 
 
+def _add_search_options(p):
+    """The decoding options that `translate` and `evaluate` share (see `DecodingOptions`): how the
+    search runs, not what it prints."""
+    p.add_argument("--beam-size", type=int, metavar="N", default=1,
+                   help="1 = greedy (default), N = beam search with N beams")
+    p.add_argument("--max-length", type=int, metavar="N",
+                   help="most target tokens per sentence (default and cap: the bundle's max_target_length)")
+    p.add_argument("--length-penalty", type=float, metavar="ALPHA", default=1.0,
+                   help="beam search length penalty alpha (default 1.0)")
+    p.add_argument("--batch-size", type=int, metavar="N", default=32, help="sentences per batch (default 32)")
+    p.add_argument("--patience", type=float, metavar="P", default=1.0,
+                   help="beam search stops a sentence after round(N x P) finished hypotheses (default 1, as "
+                        "CTranslate2; inf: only when no live beam can win)")
+    p.add_argument("--no-repeat-ngram-size", type=int, metavar="N", default=0,
+                   help="never repeat an n-gram of this size in an output (default 0: off)")
+    p.add_argument("--repetition-penalty", type=float, metavar="P", default=1.0,
+                   help="penalize tokens already generated (> 1; default 1: off)")
+
+
+def search_options(args) -> dict:
+    """The `_add_search_options` values of parsed `args`, as `DecodingOptions` keywords."""
+    return dict(beam_size=args.beam_size, max_length=args.max_length, batch_size=args.batch_size,
+                length_penalty=args.length_penalty, patience=args.patience,
+                no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty)
+
+
 def _add_translate_parser(commands):
     p = commands.add_parser("translate", help="translate text with a bundle (onnxruntime) or a run (Keras)",
                             description="Translate TEXT arguments, stdin lines, or an --input file, with an "
@@ -242,17 +267,8 @@ def _add_translate_parser(commands):
     p.add_argument("texts", metavar="TEXT", nargs="*", help="texts to translate (default: stdin lines)")
     p.add_argument("--input", metavar="FILE", help="translate the lines of FILE (UTF-8), with a progress line")
     p.add_argument("--output", metavar="FILE", help="write the translations to FILE (atomically), not stdout")
-    p.add_argument("--beam-size", type=int, metavar="N", default=1,
-                   help="1 = greedy (default), N = beam search with N beams")
-    p.add_argument("--max-length", type=int, metavar="N",
-                   help="most target tokens per sentence (default and cap: the bundle's max_target_length)")
-    p.add_argument("--length-penalty", type=float, metavar="ALPHA", default=1.0,
-                   help="beam search length penalty alpha (default 1.0)")
-    p.add_argument("--batch-size", type=int, metavar="N", default=32, help="sentences per batch (default 32)")
+    _add_search_options(p)
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads per session (default: 1, fastest for decoding steps)")
-    p.add_argument("--patience", type=float, metavar="P", default=1.0,
-                   help="beam search stops a sentence after round(N x P) finished hypotheses (default 1, as "
-                        "CTranslate2; inf: only when no live beam can win)")
     p.add_argument("--n-best", type=int, metavar="N", default=1, dest="num_hypotheses",
                    help="print the N best hypotheses per text, N lines each (N <= --beam-size)")
     p.add_argument("--scores", action="store_true",
@@ -262,10 +278,6 @@ def _add_translate_parser(commands):
     p.add_argument("--sampling-topp", type=float, metavar="P", default=1.0, help="nucleus sampling: top-p mass (default 1)")
     p.add_argument("--sampling-temperature", type=float, metavar="T", default=1.0, help="sampling temperature (default 1)")
     p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
-    p.add_argument("--no-repeat-ngram-size", type=int, metavar="N", default=0,
-                   help="never repeat an n-gram of this size in an output (default 0: off)")
-    p.add_argument("--repetition-penalty", type=float, metavar="P", default=1.0,
-                   help="penalize tokens already generated (> 1; default 1: off)")
     p.add_argument("--stream", action="store_true",
                    help="print each translation as it is decoded, token by token (greedy or sampling)")
     p.set_defaults(handler=_translate)
@@ -328,12 +340,9 @@ def _run_translate(args) -> int:
 
 def _decoding_options(args) -> dict:
     """The `DecodingOptions` fields given on the command line (validated by `DecodingOptions`)."""
-    return dict(beam_size=args.beam_size, max_length=args.max_length, batch_size=args.batch_size,
-                length_penalty=args.length_penalty, num_hypotheses=args.num_hypotheses, patience=args.patience,
-                return_scores=args.scores,
+    return dict(search_options(args), num_hypotheses=args.num_hypotheses, return_scores=args.scores,
                 sampling_topk=args.sampling_topk, sampling_topp=args.sampling_topp,
-                sampling_temperature=args.sampling_temperature, seed=args.seed,
-                no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty)
+                sampling_temperature=args.sampling_temperature, seed=args.seed)
 
 
 def _translate_quietly(translator, texts, args, progress=None, **options) -> list[str]:

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 from keras_transformer.atomic_files import atomic_write_text
 
 
-def evaluate_bundle(bundle, pairs, beam_size=1, batch_size=32, max_length=None) -> dict:
+def evaluate_bundle(bundle, pairs, beam_size=1, batch_size=32, max_length=None, **options) -> dict:
     """Translates the sources of `pairs` with a bundle and scores them against the targets.
 
     Args:
@@ -30,17 +31,21 @@ def evaluate_bundle(bundle, pairs, beam_size=1, batch_size=32, max_length=None) 
         beam_size: 1 for greedy decoding, K > 1 for beam search.
         batch_size: sentences per decoding batch.
         max_length: most target tokens per sentence (None: the bundle's maximum).
+        options: other `DecodingOptions` fields (length_penalty, patience, no_repeat_ngram_size,
+            repetition_penalty, ...), as `Translator.translate` takes them.
 
     Returns:
         A JSON-serializable dict: bleu, chrf (chrF++), exact_match (a share in [0, 1]),
         bleu_signature, chrf_signature, sentences, translation_seconds, sentences_per_second,
-        beam_size, batch_size, and hypotheses (one per pair, in order).
+        beam_size, batch_size, decoding (the other options that differ from `DecodingOptions`'
+        defaults), and hypotheses (one per pair, in order).
 
     Raises:
         ValueError: no pairs, or a bad option (the Translator's messages); BundleError for a bad bundle.
     """
     from keras_transformer.evaluation import score_translations
     from keras_transformer.serve import Translator
+    from keras_transformer.serve.decoding_options import DecodingOptions
 
     pairs = list(pairs)
     if not pairs:
@@ -49,7 +54,8 @@ def evaluate_bundle(bundle, pairs, beam_size=1, batch_size=32, max_length=None) 
     sources = [source for source, _ in pairs]
     references = [target for _, target in pairs]
     started = time.perf_counter()
-    hypotheses = translator.translate(sources, beam_size=beam_size, max_length=max_length, batch_size=batch_size)
+    decoding = DecodingOptions(beam_size=beam_size, max_length=max_length, batch_size=batch_size, **options)
+    hypotheses = translator.translate(sources, **dataclasses.asdict(decoding))
     seconds = time.perf_counter() - started
     scores = score_translations(hypotheses, references)
     return {
@@ -63,8 +69,18 @@ def evaluate_bundle(bundle, pairs, beam_size=1, batch_size=32, max_length=None) 
         "sentences_per_second": len(pairs) / seconds if seconds > 0 else float("inf"),
         "beam_size": beam_size,
         "batch_size": batch_size,
+        "decoding": _changed_options(decoding),
         "hypotheses": hypotheses,
     }
+
+
+def _changed_options(options) -> dict:
+    """The fields of a `DecodingOptions` that differ from the defaults, beam and batch size aside."""
+    from keras_transformer.serve.decoding_options import DecodingOptions
+
+    defaults = DecodingOptions()
+    return {field.name: getattr(options, field.name) for field in dataclasses.fields(options)
+            if field.name not in ("beam_size", "batch_size") and getattr(options, field.name) != getattr(defaults, field.name)}
 
 
 def format_report(result: dict) -> str:
@@ -76,12 +92,14 @@ def format_report(result: dict) -> str:
         f"exact match  {result['exact_match']:.1%} ({exact}/{result['sentences']})",
         f"speed   {result['sentences_per_second']:.1f} sentences/s ({result['sentences']} sentences "
         f"translated in {result['translation_seconds']:.2f}s, beam {result['beam_size']}, "
-        f"batch {result['batch_size']})",
+        f"batch {result['batch_size']}"
+        + "".join(f", {name} {value}" for name, value in result.get("decoding", {}).items()) + ")",
     ])
 
 
-def run_evaluate(args) -> int:
-    """The `evaluate` command: read --data, translate, score, print; write --output and --json."""
+def run_evaluate(args, options: dict) -> int:
+    """The `evaluate` command: read --data, translate with the decoding `options` (`DecodingOptions`
+    keywords), score, print; write --output and --json."""
     from keras_transformer.corpus import read_parallel_corpus
 
     for option, path in (("--output", args.output), ("--json", args.json)):
@@ -93,7 +111,7 @@ def run_evaluate(args) -> int:
         raise ValueError(f"{args.data}: expected at least one sentence pair, got none "
                          f"({stats.skipped_empty} skipped with an empty side)")
     print(f"Evaluating {args.bundle} on {args.data}: {len(pairs)} pairs", flush=True)
-    result = evaluate_bundle(args.bundle, pairs, beam_size=args.beam_size, batch_size=args.batch_size)
+    result = evaluate_bundle(args.bundle, pairs, **options)
     print(format_report(result))
     if args.output is not None:
         lines = (" ".join(hypothesis.splitlines()) for hypothesis in result["hypotheses"])  # one line each

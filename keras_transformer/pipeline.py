@@ -11,6 +11,7 @@ sentences come in big batches and long ones in small batches, with little paddin
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,13 +105,19 @@ def _columns(corpus: EncodedCorpus):
             _flat(corpus.target, suffix=(EOS_ID,))]
 
 
+def bucket_plan(batch_tokens: int, longest: int) -> tuple[list[int], list[int]]:
+    """(boundaries, batch sizes): the length buckets for rows of at most `longest` tokens, and the
+    rows per batch of each bucket (len(boundaries) + 1 of them) for about `batch_tokens` tokens."""
+    boundaries = bucket_boundaries(longest)
+    return boundaries, [max(1, batch_tokens // b) for b in boundaries] + [max(1, batch_tokens // (longest + 1))]
+
+
 def _bucketed(dataset, batch_tokens: int, longest: int, fixed_shapes: bool):
     """Rows (source + EOS, BOS + target, target + EOS) -> padded batches of about `batch_tokens`
     tokens per side, bucketed by length; `longest` bounds every row's length."""
     import tensorflow as tf
 
-    boundaries = bucket_boundaries(longest)
-    batch_sizes = [max(1, batch_tokens // b) for b in boundaries] + [max(1, batch_tokens // (longest + 1))]
+    boundaries, batch_sizes = bucket_plan(batch_tokens, longest)
     dataset = dataset.bucket_by_sequence_length(
         element_length_func=lambda s, t, y: tf.maximum(tf.shape(s)[0], tf.shape(t)[0]),
         bucket_boundaries=boundaries,
@@ -128,36 +135,81 @@ def make_resampled_dataset(encode_pass, batch_tokens: int, longest: int, seed: i
     every sentence). `longest` bounds the rows' lengths (EOS/BOS included: the model's longer
     maximum length). Rows are shuffled with a generator seeded by (seed, pass number).
 
+    Each pass is bucketed and padded in numpy (`padded_batches`: the buckets and batch sizes of
+    `make_dataset`) and handed over one finished batch per element of an endless `range` dataset,
+    through `tf.numpy_function`. Not `Dataset.from_generator`: with a dataset built on it, even one
+    yielding precomputed batches, each training step ran about 1.7x slower, its time going to page
+    faults in the step's own kernels, while this pipeline runs as fast as `make_dataset`
+    (`python -m bench.training_pipeline`, bench/RESULTS-en-hi.md). The dataset holds one position in
+    the passes: iterate it once at a time.
+
     Returns (dataset, steps_per_epoch). The number of batches of a pass varies with the
     segmentation, so the dataset repeats forever and an epoch is `steps_per_epoch` batches (those of
     one segmentation drawn here): no batch is dropped, and epochs match passes on average; give
     `steps_per_epoch` to `model.fit`."""
     import tensorflow as tf
 
-    passes = [0]
+    boundaries, batch_sizes = bucket_plan(batch_tokens, longest)
 
-    def one_pass():
-        corpus = encode_pass()
-        if len(corpus) == 0:
-            raise ValueError("expected at least one training pair after filtering, got none")
-        order = np.random.default_rng([seed, passes[0]]).permutation(len(corpus))
-        passes[0] += 1
-        corpus = EncodedCorpus([corpus.source[i] for i in order], [corpus.target[i] for i in order])
-        yield tuple(array for column in _columns(corpus) for array in column)
+    def passes():
+        for number in itertools.count():
+            corpus = encode_pass()
+            if len(corpus) == 0:
+                raise ValueError("expected at least one training pair after filtering, got none")
+            order = np.random.default_rng([seed, number]).permutation(len(corpus))
+            yield from padded_batches(corpus, order, boundaries, batch_sizes, fixed_shapes)
 
-    signature = tuple(tf.TensorSpec([None], dtype) for _ in range(3) for dtype in (tf.int32, tf.int64, tf.int64))
+    batches = passes()
 
-    def rows(*arrays):  # the pass's 3 columns as (flat, starts, lengths) -> one element per pair
-        flats = arrays[0::3]
-        spans = tuple((arrays[i + 1], arrays[i + 2]) for i in (0, 3, 6))
-        return tf.data.Dataset.from_tensor_slices(spans).map(lambda *row: tuple(
-            tf.slice(flat, [start], [length]) for flat, (start, length) in zip(flats, row)))
+    def next_batch(index):  # the index only orders the calls; the batches come from `batches`
+        source_ids, target_ids, labels = tf.numpy_function(lambda _: next(batches), [index], (tf.int32,) * 3,
+                                                           stateful=True)
+        for tensor in (source_ids, target_ids, labels):
+            tensor.set_shape([None, None])
+        return {"source_ids": source_ids, "target_ids": target_ids}, labels
 
-    dataset = tf.data.Dataset.from_generator(one_pass, output_signature=signature).flat_map(rows).repeat()
-    dataset, boundaries, batch_sizes = _bucketed(dataset, batch_tokens, longest, fixed_shapes)
     sample = encode_pass()
     if len(sample) == 0:
         raise ValueError("expected at least one training pair after filtering, got none")
     steps_per_epoch = max(1, _num_batches(_columns(sample), boundaries, batch_sizes))
-    dataset = dataset.map(lambda s, t, y: ({"source_ids": s, "target_ids": t}, y))
+    dataset = tf.data.Dataset.range(2**62).map(next_batch)
     return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch
+
+
+def padded_batches(corpus: EncodedCorpus, order, boundaries: list[int], batch_sizes: list[int],
+                   fixed_shapes: bool = False):
+    """Yields (source_ids (B, S), target_ids (B, T), labels (B, T)) int32 batches of the rows in
+    `order`, bucketed as `tf.data.Dataset.bucket_by_sequence_length` does in `make_dataset`: a row
+    of length L = max(source + EOS, BOS + target) goes to the bucket `searchsorted(boundaries, L,
+    "right")`, a bucket is emitted when it holds its batch size, and partial buckets are flushed at
+    the end. Padding (PAD_ID) reaches the batch's longest row, or with `fixed_shapes` the bucket's
+    boundary - 1."""
+    buckets = [[] for _ in batch_sizes]
+    for row in order:
+        length = max(len(corpus.source[row]), len(corpus.target[row])) + 1
+        bucket = int(np.searchsorted(boundaries, length, side="right"))
+        buckets[bucket].append(row)
+        if len(buckets[bucket]) == batch_sizes[bucket]:
+            yield _padded(corpus, buckets[bucket], boundaries, bucket, fixed_shapes)
+            buckets[bucket] = []
+    for bucket, rows in enumerate(buckets):
+        if rows:
+            yield _padded(corpus, rows, boundaries, bucket, fixed_shapes)
+
+
+def _padded(corpus: EncodedCorpus, rows: list[int], boundaries: list[int], bucket: int, fixed_shapes: bool):
+    """One batch of `padded_batches`: the corpus rows `rows` of bucket `bucket`, padded."""
+    sources = [corpus.source[row] for row in rows]
+    targets = [corpus.target[row] for row in rows]
+    source_length = max(len(s) for s in sources) + 1
+    target_length = max(len(t) for t in targets) + 1
+    if fixed_shapes and bucket < len(boundaries):
+        source_length = target_length = boundaries[bucket] - 1
+    source_ids = np.full((len(rows), source_length), PAD_ID, dtype=np.int32)
+    target_ids = np.full((len(rows), target_length), PAD_ID, dtype=np.int32)
+    labels = np.full((len(rows), target_length), PAD_ID, dtype=np.int32)
+    for i, (s, t) in enumerate(zip(sources, targets)):
+        source_ids[i, :len(s) + 1] = (*s, EOS_ID)
+        target_ids[i, :len(t) + 1] = (BOS_ID, *t)
+        labels[i, :len(t) + 1] = (*t, EOS_ID)
+    return source_ids, target_ids, labels

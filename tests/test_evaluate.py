@@ -45,6 +45,20 @@ def test_evaluate_bundle_scores_the_translators_own_output(tiny_bundle, test_pai
                                                                                   beam_size=2)
 
 
+def test_evaluate_bundle_decodes_with_the_search_options_it_is_given(tiny_bundle, test_pairs):
+    translator = Translator(tiny_bundle)
+    sources = [s for s, _ in test_pairs]
+    assert max(len(t.target_ids) for t in translator.translate_batch(sources, beam_size=2)) > 0
+    options = dict(beam_size=2, max_length=1, length_penalty=0.0, no_repeat_ngram_size=1, repetition_penalty=1.5)
+    result = evaluate_bundle(translator, test_pairs, **options)
+    expected = translator.translate_batch(sources, **options)
+    assert result["hypotheses"] == [t.text for t in expected]
+    assert max(len(t.target_ids) for t in expected) == 0  # max_length counts EOS
+    assert result["decoding"] == {"max_length": 1, "length_penalty": 0.0, "no_repeat_ngram_size": 1,
+                                  "repetition_penalty": 1.5}
+    assert evaluate_bundle(translator, test_pairs, beam_size=2)["decoding"] == {}
+
+
 def test_evaluate_bundle_needs_pairs(tiny_bundle):
     with pytest.raises(ValueError, match="expected at least one"):
         evaluate_bundle(tiny_bundle, [])
@@ -64,6 +78,19 @@ def test_evaluate_command_prints_scores_and_writes_files(tiny_run, tiny_bundle, 
     summary = json.loads(scores.read_text(encoding="utf-8"))
     assert {"bleu", "chrf", "exact_match", "bleu_signature", "chrf_signature", "sentences_per_second"} <= set(summary)
     assert summary["sentences"] == len(test_pairs) and "hypotheses" not in summary
+
+
+def test_evaluate_command_takes_the_search_options_of_translate(tiny_run, tiny_bundle, tmp_path):
+    scores = tmp_path / "scores.json"
+    result = _cli("evaluate", tiny_bundle, "--data", tiny_run / "test.tsv", "--json", scores, "--beam-size", 2,
+                  "--length-penalty", 0.5, "--no-repeat-ngram-size", 2, "--patience", 2)
+    assert result.returncode == 0, result.stderr
+    assert "beam 2, batch 32, length_penalty 0.5, patience 2.0, no_repeat_ngram_size 2)" in result.stdout
+    assert json.loads(scores.read_text(encoding="utf-8"))["decoding"] == {
+        "length_penalty": 0.5, "patience": 2.0, "no_repeat_ngram_size": 2}
+    bad = _cli("evaluate", tiny_bundle, "--data", tiny_run / "test.tsv", "--repetition-penalty", 0)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "repetition_penalty" in bad.stderr, bad.stderr
 
 
 def test_evaluate_errors_are_one_line(tiny_bundle, tmp_path):
