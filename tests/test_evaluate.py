@@ -46,14 +46,19 @@ def test_evaluate_bundle_scores_the_translators_own_output(tiny_bundle, test_pai
 
 
 def test_evaluate_bundle_decodes_with_the_search_options_it_is_given(tiny_bundle, test_pairs):
-    translator = Translator(tiny_bundle)
+    class RecordingTranslator(Translator):
+        def translate(self, texts, **options):
+            self.options = options
+            return super().translate(texts, **options)
+
+    translator = RecordingTranslator(tiny_bundle)
     sources = [s for s, _ in test_pairs]
-    assert max(len(t.target_ids) for t in translator.translate_batch(sources, beam_size=2)) > 0
     options = dict(beam_size=2, max_length=1, length_penalty=0.0, no_repeat_ngram_size=1, repetition_penalty=1.5)
     result = evaluate_bundle(translator, test_pairs, **options)
-    expected = translator.translate_batch(sources, **options)
+    assert {name: translator.options[name] for name in options} == options
+    expected = Translator.translate_batch(translator, sources, **options)
     assert result["hypotheses"] == [t.text for t in expected]
-    assert max(len(t.target_ids) for t in expected) == 0  # max_length counts EOS
+    assert max(len(t.target_ids) for t in expected) <= 1
     assert result["decoding"] == {"max_length": 1, "length_penalty": 0.0, "no_repeat_ngram_size": 1,
                                   "repetition_penalty": 1.5}
     assert evaluate_bundle(translator, test_pairs, beam_size=2)["decoding"] == {}
