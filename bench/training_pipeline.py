@@ -81,27 +81,25 @@ def worker(variant: str, data: str, steps: int, tokenizer_dir: str) -> dict:
     keras.utils.set_random_seed(0)
     model = build_transformer(config)
     model.compile(optimizer="adam", loss=losses.MaskedSparseCrossEntropy(0.1))
-    timer = _StepTimer(WARM_UP_STEPS)
+    timer = _step_timer(WARM_UP_STEPS)
     model.fit(dataset, epochs=1, steps_per_epoch=WARM_UP_STEPS + steps, verbose=0, callbacks=[timer])
     return {"wall_ms": timer.wall * 1000 / steps, "cpu_ms": timer.cpu * 1000 / steps}
 
 
-class _StepTimer:
+def _step_timer(skip: int):
     """A Keras callback timing the steps after the first `skip` ones (wall and process CPU time)."""
+    import keras
 
-    def __new__(cls, skip):
-        import keras
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == skip:
+                self.started = time.perf_counter(), time.process_time()
 
-        class StepTimer(keras.callbacks.Callback):
-            def on_train_batch_begin(self, batch, logs=None):
-                if batch == skip:
-                    self.started = time.perf_counter(), time.process_time()
+        def on_train_end(self, logs=None):
+            self.wall = time.perf_counter() - self.started[0]
+            self.cpu = time.process_time() - self.started[1]
 
-            def on_train_end(self, logs=None):
-                self.wall = time.perf_counter() - self.started[0]
-                self.cpu = time.process_time() - self.started[1]
-
-        return StepTimer()
+    return StepTimer()
 
 
 def _train_tokenizers(data: str, directory: Path) -> None:

@@ -188,7 +188,7 @@ def _add_evaluate_parser(commands):
     p.add_argument("--output", help="write the translations here, one per line")
     p.add_argument("--json", help="write the scores and their signatures here as JSON")
     p.set_defaults(handler=lambda args: __import__("keras_transformer.evaluate_command", fromlist=["run_evaluate"])
-                   .run_evaluate(args, search_options(args)))
+                   .run_evaluate(args, _search_options(args)))
 
 
 def _add_attention_parser(commands):
@@ -249,7 +249,7 @@ def _add_search_options(p):
                    help="penalize tokens already generated (> 1; default 1: off)")
 
 
-def search_options(args) -> dict:
+def _search_options(args) -> dict:
     """The `_add_search_options` values of parsed `args`, as `DecodingOptions` keywords."""
     return dict(beam_size=args.beam_size, max_length=args.max_length, batch_size=args.batch_size,
                 length_penalty=args.length_penalty, patience=args.patience,
@@ -340,7 +340,7 @@ def _run_translate(args) -> int:
 
 def _decoding_options(args) -> dict:
     """The `DecodingOptions` fields given on the command line (validated by `DecodingOptions`)."""
-    return dict(search_options(args), num_hypotheses=args.num_hypotheses, return_scores=args.scores,
+    return dict(_search_options(args), num_hypotheses=args.num_hypotheses, return_scores=args.scores,
                 sampling_topk=args.sampling_topk, sampling_topp=args.sampling_topp,
                 sampling_temperature=args.sampling_temperature, seed=args.seed)
 

@@ -76,9 +76,7 @@ def evaluate_bundle(bundle, pairs, beam_size=1, batch_size=32, max_length=None, 
 
 def _changed_options(options) -> dict:
     """The fields of a `DecodingOptions` that differ from the defaults, beam and batch size aside."""
-    from keras_transformer.serve.decoding_options import DecodingOptions
-
-    defaults = DecodingOptions()
+    defaults = type(options)()
     return {field.name: getattr(options, field.name) for field in dataclasses.fields(options)
             if field.name not in ("beam_size", "batch_size") and getattr(options, field.name) != getattr(defaults, field.name)}
 
