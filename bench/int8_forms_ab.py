@@ -1,23 +1,46 @@
-"""A/B of the int8 forms on a whole model: MatMulNBits for every weight (the int8 export before row
-int8), the default split (`export/quantize.py`: row int8 from ROW_INT8_MIN_ELEMENTS elements), and
-row int8 for every weight.
+"""A/B of the int8 forms on a whole model: the default (`export/quantize.py`: weights of
+MIN_WEIGHT_ELEMENTS and more as row int8 with 7-bit weights, smaller ones float32) against the
+previous default (every weight of 256 elements and more int8: MatMulNBits below 2^18 elements,
+row int8 with 8-bit uint8 weights from there), against MatMulNBits for the default's weights, and
+against row int8 with 8-bit uint8 weights (ROW_INT8_WEIGHT_LEVELS 127).
 
     python -m bench.int8_forms_ab --run RUN [--sentences SPEC] [--max-pairs 100] [--passes 5] [--out FILE]
 
-Exports RUN's int8 bundle three times, with `quantize.ROW_INT8_MIN_ELEMENTS` set to "never", the
-default and 0, and translates the same sentences through `Translator` (text in, text out), 1 thread:
-greedy and beam 4, one call per sentence (batch 1: generate.onnx) and one call for all (batch 32:
-the numpy loop), every configuration of the three interleaved in each pass; the best pass counts.
-Outputs may differ (each form rounds differently); the table counts identical ones.
+Exports RUN's int8 bundle once per variant (by setting the `quantize` module's three constants) and
+translates the same sentences through `Translator` (text in, text out), 1 thread: greedy and beam 4,
+one call per sentence (batch 1: generate.onnx) and one call for all (batch 32: the numpy loop),
+every configuration of every variant interleaved in each pass; the best pass counts. Outputs may
+differ (each form rounds differently); the table counts identical ones, and since a different output
+can be longer or shorter, a speed-up here mixes arithmetic and output length. So a first table
+times each variant's decoder step alone (decoder.onnx, the same random inputs for all, 1, 4, 32 and
+128 rows, 8 positions cached, a 12-token source).
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench.common import ab_report, ab_setup, interleaved_ab
+from bench.common import (ab_report, ab_setup, best_microseconds, decoder_step_feeds, interleaved_ab,
+                          markdown_table, print_and_save)
 
 NEVER = 1 << 62
+STEP_ROWS = (1, 4, 32, 128)
+
+
+def step_table(bundles: dict, baseline: str) -> str:
+    """Markdown: µs per decoder step of each {variant: bundle dir}, and the speed of `baseline`'s
+    step ÷ each variant's (> 1: the variant is faster)."""
+    from keras_transformer.serve.onnx_model import inference_session, session_options
+
+    sessions = {name: inference_session(f"{bundle}/decoder.onnx", session_options(1)) for name, bundle in bundles.items()}
+    rows = []
+    for count in STEP_ROWS:
+        feeds = decoder_step_feeds(sessions[baseline], count, past=8, source_length=12)
+        best = best_microseconds(sessions, feeds, max(10, 1000 // count))
+        rows.append([count, *(f"{best[name]:.0f}" for name in bundles),
+                     *(f"{best[baseline] / best[name]:.2f}×" for name in bundles if name != baseline)])
+    header = ["rows", *(f"{name} µs" for name in bundles), *(f"{name}, speed-up" for name in bundles if name != baseline)]
+    return markdown_table(header, rows)
 
 
 def main(argv=None) -> int:
@@ -26,27 +49,39 @@ def main(argv=None) -> int:
     from keras_transformer.serve import Translator
 
     args, work, sentences, texts = ab_setup("int8_forms_ab", __doc__.splitlines()[0], argv)
-    default = quantize.ROW_INT8_MIN_ELEMENTS
-    thresholds = {"MatMulNBits only": NEVER, "default": default, "row int8 only": 0}
-    translators = {}
-    for variant, threshold in thresholds.items():
+    names = ("MIN_WEIGHT_ELEMENTS", "ROW_INT8_MIN_ELEMENTS", "ROW_INT8_WEIGHT_LEVELS")
+    default = tuple(getattr(quantize, name) for name in names)
+    smallest, _, levels = default
+    variants = {"previous default": (256, 1 << 18, 127), "default": default,
+                "MatMulNBits only": (smallest, NEVER, levels), "uint8 x uint8 weights": (*default[:2], 127)}
+    translators, bundles = {}, {}
+    for variant, values in variants.items():
         out = work / variant.replace(" ", "-")
-        quantize.ROW_INT8_MIN_ELEMENTS = threshold
+        for name, value in zip(names, values):
+            setattr(quantize, name, value)
         try:
             export_bundle(args.run, out, int8=True, force=True, log=lambda *a, **k: None)
         finally:
-            quantize.ROW_INT8_MIN_ELEMENTS = default
+            for name, value in zip(names, default):
+                setattr(quantize, name, value)
         translators[variant, "int8"] = Translator(out, threads=1)
+        bundles[variant] = out
+    steps = step_table(bundles, "previous default")
     for translator in translators.values():  # warm-up: first runs allocate
         translator.translate(texts[:3], beam_size=4)
 
     configs = [("int8", beam, batch) for beam in (1, 4) for batch in (1, 32)]
-    best, outputs = interleaved_ab(translators, tuple(thresholds), configs, texts, args.passes)
+    best, outputs = interleaved_ab(translators, tuple(variants), configs, texts, args.passes)
     description = (f"Run {args.run}, {len(texts)} sentences of {sentences}, 1 thread, best of {args.passes} "
-                   f"interleaved passes, text in and text out; the default threshold is {default} elements.")
-    for other in ("default", "row int8 only"):
-        ab_report("int8_forms_ab", argv, args, f"int8: MatMulNBits only against {other}", description,
-                  ("MatMulNBits only", other), ("MatMulNBits only", other), configs, best, outputs, texts)
+                   f"interleaved passes, text in and text out. Variants as (MIN_WEIGHT_ELEMENTS, "
+                   f"ROW_INT8_MIN_ELEMENTS, ROW_INT8_WEIGHT_LEVELS): "
+                   + "; ".join(f"{name} {values}" for name, values in variants.items()) + ".")
+    print_and_save("\n".join([f"## int8 forms: the decoder step ({args.run})", "", f"{description} µs per decoder "
+                              "step (best of 5 interleaved rounds); speed-up: the previous default's time ÷ the "
+                              "variant's.", "", steps]), args.out)
+    for other in ("previous default", "MatMulNBits only", "uint8 x uint8 weights"):
+        ab_report("int8_forms_ab", argv, args, f"int8: {other} against the default", description,
+                  (other, "default"), (other, "default"), configs, best, outputs, texts)
     return 0
 
 

@@ -5,7 +5,9 @@ Multi30k-size models:
 - MatMulNBits: onnxruntime's 8-bit weight-only operator (block 64 along K, accuracy_level 4:
   activations quantized per row inside the kernel); one node;
 - row int8: each activation row scaled to uint8 by its own max |a|, then MatMulIntegerToFloat
-  (uint8 x uint8 GEMM) and the bias Add; eight nodes.
+  (uint8 x int8 GEMM, 7-bit weights) and the bias Add; eight nodes;
+- row int8, uint8 weights: the same with 8-bit uint8 weights (uint8 x uint8 GEMM), the form before
+  7-bit weights (`quantize.ROW_INT8_WEIGHT_LEVELS` 127).
 
     python -m bench.int8_matmul [--out FILE]
 
@@ -28,7 +30,7 @@ from bench.common import best_microseconds, cpu_model, markdown_table, print_and
 SHAPES = [(128, 384), (128, 128), (128, 256), (256, 128), (128, 406),  # demo: QKV, out/cross, FFN, output
           (256, 768), (256, 256), (256, 1024), (1024, 256), (256, 8000)]  # Multi30k-size
 ROWS = (1, 4, 32, 128)
-FORMS = ("fp32", "MatMulNBits", "row int8")
+FORMS = ("fp32", "MatMulNBits", "row int8", "row int8 u8")
 
 
 def _dense_model(weight: np.ndarray, bias: np.ndarray):
@@ -44,15 +46,28 @@ def _dense_model(weight: np.ndarray, bias: np.ndarray):
     return model
 
 
+def _quantized(weight: np.ndarray, bias: np.ndarray, row_int8: bool, levels: int | None = None):
+    """The Dense model with its weight int8 whatever its size: row int8 (with `levels`, default the
+    module's) or MatMulNBits."""
+    from keras_transformer.export import quantize
+
+    saved = quantize.MIN_WEIGHT_ELEMENTS, quantize.ROW_INT8_WEIGHT_LEVELS
+    quantize.MIN_WEIGHT_ELEMENTS, quantize.ROW_INT8_WEIGHT_LEVELS = 0, levels or saved[1]
+    try:
+        return quantize.quantize_model(_dense_model(weight, bias),
+                                       row_int8_min_elements=0 if row_int8 else weight.size + 1)[0]
+    finally:
+        quantize.MIN_WEIGHT_ELEMENTS, quantize.ROW_INT8_WEIGHT_LEVELS = saved
+
+
 def _sessions(weight: np.ndarray, bias: np.ndarray) -> dict:
     import onnxruntime as ort
 
-    from keras_transformer.export.quantize import quantize_model
     from keras_transformer.serve.onnx_model import session_options
 
-    models = {"fp32": _dense_model(weight, bias),
-              "MatMulNBits": quantize_model(_dense_model(weight, bias), row_int8_min_elements=weight.size + 1)[0],
-              "row int8": quantize_model(_dense_model(weight, bias), row_int8_min_elements=0)[0]}
+    models = {"fp32": _dense_model(weight, bias), "MatMulNBits": _quantized(weight, bias, row_int8=False),
+              "row int8": _quantized(weight, bias, row_int8=True),
+              "row int8 u8": _quantized(weight, bias, row_int8=True, levels=127)}
     return {form: ort.InferenceSession(model.SerializeToString(), session_options(1),
                                        providers=["CPUExecutionProvider"]) for form, model in models.items()}
 
@@ -75,11 +90,11 @@ def main(argv=None) -> int:
             cells.append(" / ".join(f"{fp32 / times[form]:.2f}×" for form in FORMS[1:]))
         rows.append([f"{k}×{n}", *cells])
     header = ["W (K×N)"] + [h for m in ROWS
-                            for h in (f"M = {m}: µs fp32 / NBits / row", f"M = {m}: NBits / row vs fp32")]
+                            for h in (f"M = {m}: µs fp32 / NBits / row / row u8", f"M = {m}: NBits / row / row u8 vs fp32")]
     text = "\n".join(["## int8 matmul forms against MatMul (fp32), one Dense layer each", "",
                       f"`python -m bench.int8_matmul`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-                      f"CPU: {cpu_model()}, 1 thread. µs per run: fp32 / MatMulNBits / row int8; then each int8 "
-                      "form's speed-up over fp32.", "", markdown_table(header, rows)])
+                      f"CPU: {cpu_model()}, 1 thread. µs per run: fp32 / MatMulNBits / row int8 (7-bit int8 "
+                      "weights) / row int8 with uint8 weights; then each int8 form's speed-up over fp32.", "", markdown_table(header, rows)])
     print_and_save(text, args.out, append=False)
     return 0
 

@@ -161,7 +161,7 @@ def _add_export_parser(commands):
     p = commands.add_parser("export", help="convert a run to an ONNX bundle (checked against Keras)")
     p.add_argument("run", metavar="RUN", help="run directory written by `train`")
     p.add_argument("--out", required=True, help="bundle directory to write")
-    p.add_argument("--int8", action="store_true", help="int8 MatMul weights, activations quantized per row (onnxruntime MatMulNBits and MatMulIntegerToFloat; a translation never depends on its batch)")
+    p.add_argument("--int8", action="store_true", help="int8 weights for the MatMuls of 256x512 elements and more, activations quantized per row (onnxruntime MatMulIntegerToFloat; a translation never depends on its batch); smaller weights stay float32")
     p.add_argument("--opset", type=int, help="ONNX opset, 17 or later (default: export.onnx_graphs.OPSET = 17)")
     p.add_argument("--standard-ops", action="store_true",
                    help="decoder.onnx of standard ONNX operators only (converted by tf2onnx), for runtimes other "

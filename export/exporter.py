@@ -155,7 +155,8 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
     standard ONNX operators only. Without `standard_ops`, generate.onnx wraps the two final graphs
     in onnxruntime's BeamSearch operator (`export/generation_graph.py`), checked token for token
     against the numpy decoding loop. The int8 decoder is the fused one with a plain-operator
-    cross-attention (tested equal to Keras in tests/test_fused_graphs.py), then quantized.
+    cross-attention (tested equal to Keras in tests/test_fused_graphs.py), then quantized; when no
+    weight is large enough to be int8 (`quantize.MIN_WEIGHT_ELEMENTS`), the graphs stay the fp32 ones.
     `_graph_hook(tmp_dir)` (tests only) may tamper with the graphs before the parity check."""
     import onnx
 
@@ -199,8 +200,11 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
         quantization = None
         if int8:
             from .int8_check import quantize_and_compare
+            from .quantize import has_int8_weights
 
-            if not standard_ops:  # int8 needs a cross-attention that padding cannot change in the last bit
+            # int8 needs a cross-attention that padding cannot change in the last bit; a model whose
+            # weights all stay float32 (quantize.MIN_WEIGHT_ELEMENTS) keeps the faster fused one.
+            if not standard_ops and has_int8_weights(tmp / fmt.ENCODER_FILE, tmp / fmt.DECODER_FILE):
                 onnx.save(convert_fused_decoder_step(model, opset, plain_cross_attention=True), tmp / fmt.DECODER_FILE)
             quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
                                                 model_config, log)

@@ -30,6 +30,11 @@ def quantize_and_compare(directory, fp32_out, sources, pairs, target_tokenizer, 
         int8_path = directory / f"int8.{name}"
         quantized[name] = quantize_int8(fp32_path, int8_path)
         os.replace(int8_path, fp32_path)
+    if not any(quantized.values()):
+        from .quantize import MIN_WEIGHT_ELEMENTS
+
+        log(f"int8: no weight has {MIN_WEIGHT_ELEMENTS} elements or more, the size from which int8 is faster than "
+            "float32 here (bench/RESULTS-int8-matmul.md); this bundle computes in float32")
     int8_model = OnnxStepModel(BundleConfig(directory, {"model": model_config.to_dict()}))
     max_length = model_config.max_target_length
     int8_out = decode_sources(int8_model, sources, DecodingOptions(), max_length)

@@ -1,21 +1,34 @@
-"""`--int8`: int8 weights for every MatMul with a constant weight, in one of two forms chosen by the
-weight's size, both quantizing activations row by row, never with a statistic of the batch.
+"""`--int8`: int8 weights for the MatMuls whose constant weight is large enough for int8 to pay,
+quantizing activations row by row, never with a statistic of the batch.
 
-Small weights (K * N < `ROW_INT8_MIN_ELEMENTS`): onnxruntime's `MatMulNBits` (com.microsoft, bits
-= 8). W (K, N) is cut into blocks of `BLOCK_SIZE` consecutive rows (along K, the reduced axis) per
-output column; a block keeps one float32 scale, max |w| / 127, and its values as round(w / scale)
-in -127..127, stored as uint8 with the operator's default zero point 128 (the symmetric form). With
-`accuracy_level` 4 onnxruntime quantizes each row of A on its own (one int8 scale per row and block
-of K, MLAS "CompInt8"). Blocks above 64 are not used: for them onnxruntime's M = 1 kernel rounds
-differently from the M > 1 one. The Dense layer's bias Add is folded into the node.
+Which weights: those of `MIN_WEIGHT_ELEMENTS` (2^17: 256 x 512) elements and more. On this
+project's AVX2 CPU no int8 form beat float32 below that at 1 and 4 rows (a batch-1 greedy step and
+a 4-beam one): 0.58-0.96x for the d_model 128 shapes, and for 256 x 256 1.07x at one row
+(MatMulNBits) but 0.74-0.81x at four (bench/RESULTS-int8-matmul.md). Smaller weights stay
+float32. A model as narrow as the demo's then has no int8 weight at all: its --int8 bundle keeps
+the fp32 graphs (the export says so) and is no slower than the fp32 bundle.
 
-Large weights (256 x 1024 and up: feed-forward and vocabulary projections): `_row_int8_nodes`, six
-small ops that scale each row of A to uint8 by its own max |a| (shared by every matmul reading that
-A), then `MatMulIntegerToFloat` (uint8 x uint8, exact int32 sums). MatMulNBits' int8 kernel is a
-fast M = 1 GEMV but slower than float32 from 4 rows on (bench/RESULTS-int8-matmul.md: 0.5-0.8x at
-32 rows); onnxruntime's uint8 GEMM is 1.2-1.6x float32 there and, for the 256 x 8000 projection,
-the fastest even at one row. Below the threshold the six extra kernels cost more at one row than the
-GEMM saves (measured on whole models in bench/RESULTS-speed-changes.md).
+Row int8 (`_row_int8_nodes`), for every weight of `ROW_INT8_MIN_ELEMENTS` elements and more (by
+default the same size, so every int8 weight): six small ops scale each row of A to uint8 by its own
+max |a| (shared by every matmul reading that A), then `MatMulIntegerToFloat` multiplies by the
+weight (uint8 x int8, exact int32 sums) and scales back per row and column. Its weights are 7-bit:
+round(w / scale) in -63..63 per column (`ROW_INT8_WEIGHT_LEVELS`). On x86 without VNNI
+onnxruntime's uint8 x int8 kernel (`vpmaddubsw`) adds each pair of products in int16, which
+saturates above 32767; 255 * 63 * 2 = 32130 cannot, so the sums stay exact (tested). That kernel is
+1.0-1.3x faster than the uint8 x uint8 one with 8-bit weights used before (which widens both sides
+to int16 first); `ROW_INT8_WEIGHT_LEVELS = 127` gives that form back. On a Multi30k-size model the
+7-bit weights kept test2016 BLEU within 0.1 of fp32 (bench/RESULTS-speed-changes.md).
+
+MatMulNBits (com.microsoft, bits = 8), for int8 weights under `ROW_INT8_MIN_ELEMENTS` (none by
+default; kept as the measured alternative, bench/int8_forms_ab.py): W (K, N) is cut into blocks of
+`BLOCK_SIZE` consecutive rows (along K, the reduced axis) per output column; a block keeps one
+float32 scale, max |w| / 127, and its values as round(w / scale) in -127..127, stored as uint8 with
+the operator's default zero point 128 (the symmetric form). With `accuracy_level` 4 onnxruntime
+quantizes each row of A on its own (one int8 scale per row and block of K, MLAS "CompInt8"). Blocks
+above 64 are not used: for them onnxruntime's M = 1 kernel rounds differently from the M > 1 one.
+The Dense layer's bias Add is folded into the node. Its int8 kernel is a fast M = 1 GEMV but slower
+than float32 from 4 rows on (0.55-0.8x); row int8 runs the 256 x 768 and larger weights at
+1.09-2.01x float32 at one row, 0.95-1.34x at four and 1.42-1.80x at 32 and 128.
 
 Either way every row's result depends on that row alone, so a sentence translates to the same
 tokens whatever other sentences share its batch. (onnxruntime's `quantize_dynamic`, used before,
@@ -41,25 +54,38 @@ import numpy as np
 BITS = 8
 BLOCK_SIZE = 64  # rows of K per scale, a power of 2 >= 16; above 64 the M = 1 kernel rounds differently
 ACCURACY_LEVEL = 4  # MatMulNBits: 4 = int8 compute (A quantized per row and block), 0 = float compute
-MIN_WEIGHT_ELEMENTS = 16 * 16  # smaller matmuls stay float32
-ROW_INT8_MIN_ELEMENTS = 1 << 18  # weights with K * N >= this (256 x 1024, vocab projections) use row int8
+MIN_WEIGHT_ELEMENTS = 1 << 17  # smaller weights (below 256 x 512) stay float32: int8 was no faster there
+ROW_INT8_MIN_ELEMENTS = 1 << 17  # weights with K * N >= this use row int8 (so, by default, every int8 weight)
+ROW_INT8_WEIGHT_LEVELS = 63  # row int8 weights in -63..63 as int8 (7 bits); 127: uint8 x uint8, 8 bits
 METHOD = "int8 weights, activations quantized per row"
 
 
 def describe(block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL) -> dict:
     """The bundle config's "quantization" record (without the measured figures)."""
     return {
-        "type": (f"{METHOD}: weights under {ROW_INT8_MIN_ELEMENTS} elements as onnxruntime MatMulNBits (bits {BITS}, "
-                 f"symmetric, block {block_size} along K, accuracy_level {accuracy_level}), larger ones as "
-                 "MatMulIntegerToFloat (uint8 x uint8, one scale per weight column and per activation row); "
-                 "never a scale per batch"),
+        "type": (f"{METHOD}: weights under {MIN_WEIGHT_ELEMENTS} elements stay float32; "
+                 + (f"under {ROW_INT8_MIN_ELEMENTS} elements as onnxruntime MatMulNBits (bits {BITS}, symmetric, "
+                    f"block {block_size} along K, accuracy_level {accuracy_level}), larger ones "
+                    if ROW_INT8_MIN_ELEMENTS > MIN_WEIGHT_ELEMENTS else "the others ")
+                 + f"as MatMulIntegerToFloat (uint8 activations x weights in -{ROW_INT8_WEIGHT_LEVELS}.."
+                 f"{ROW_INT8_WEIGHT_LEVELS}, one scale per weight column and per activation row); never a scale per batch"),
         "method": "int8_per_row",
         "bits": BITS,
         "block_size": block_size,
         "accuracy_level": accuracy_level,
+        "min_weight_elements": MIN_WEIGHT_ELEMENTS,
         "row_int8_min_elements": ROW_INT8_MIN_ELEMENTS,
+        "row_int8_weight_levels": ROW_INT8_WEIGHT_LEVELS,
         "batch_invariant": True,
     }
+
+
+def _symmetric(columns: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """float (..., L) -> (int16 round(x / scale) in -levels..levels, scales float32 (...,)), one scale
+    = max |x| / levels per last-axis vector (1 for an all-zero one)."""
+    scales = np.abs(columns).max(axis=-1) / np.float32(levels)
+    scales = np.where(scales == 0.0, 1.0, scales).astype(np.float32)
+    return np.clip(np.rint(columns / scales[..., None]), -levels, levels).astype(np.int16), scales
 
 
 def quantize_weight(weight: np.ndarray, block_size: int = BLOCK_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -70,19 +96,15 @@ def quantize_weight(weight: np.ndarray, block_size: int = BLOCK_SIZE) -> tuple[n
     blocks = -(-k // block_size)
     padded = np.zeros((blocks * block_size, n), dtype=np.float32)
     padded[:k] = weight
-    columns = padded.T.reshape(n, blocks, block_size)  # (N, K_blocks, block)
-    scales = np.abs(columns).max(axis=2) / 127.0  # (N, K_blocks)
-    scales = np.where(scales == 0.0, 1.0, scales).astype(np.float32)
-    quantized = np.clip(np.rint(columns / scales[:, :, None]), -127, 127).astype(np.int16) + 128
-    return quantized.astype(np.uint8), scales
+    quantized, scales = _symmetric(padded.T.reshape(n, blocks, block_size), 127)  # (N, K_blocks, block)
+    return (quantized + 128).astype(np.uint8), scales
 
 
-def quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """W float (K, N) -> (uint8 (K, N), scales float32 (N,)): column n is round(w / scale_n) + 128 with
-    scale_n = max |column n| / 127, so W is about (quantized - 128) * scales: `quantize_weight` with
-    one block spanning all of K."""
-    packed, scales = quantize_weight(weight, block_size=weight.shape[0])  # (N, 1, K), (N, 1)
-    return packed[:, 0, :].T, scales[:, 0]
+def quantize_columns(weight: np.ndarray, levels: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """W float (K, N) -> (int8 (K, N), scales float32 (N,)): column n is round(w / scale_n) in
+    -levels..levels with scale_n = max |column n| / levels, so W is about quantized * scales."""
+    quantized, scales = _symmetric(weight.T.astype(np.float32), levels)  # (N, K), (N,)
+    return quantized.T.astype(np.int8), scales
 
 
 def dequantize_weight(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:
@@ -94,11 +116,10 @@ def dequantize_weight(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndar
 
 def quantize_model(model, block_size: int = BLOCK_SIZE, accuracy_level: int = ACCURACY_LEVEL,
                    row_int8_min_elements: int | None = None):
-    """An onnx ModelProto with every MatMul(A, constant 2-D W) replaced by MatMulNBits, or by the
-    row-int8 chain (`_row_int8_nodes`) where K * N >= row_int8_min_elements (default
-    ROW_INT8_MIN_ELEMENTS, read at call time); returns (model, number of matmuls replaced). Matmuls
-    of two activations (attention) stay float32."""
-    import onnx
+    """An onnx ModelProto with every MatMul(A, constant 2-D W of MIN_WEIGHT_ELEMENTS or more) replaced
+    by MatMulNBits, or by the row-int8 chain (`_row_int8_nodes`) where K * N >= row_int8_min_elements
+    (default ROW_INT8_MIN_ELEMENTS, read at call time); returns (model, number of matmuls replaced).
+    Matmuls of two activations (attention) stay float32."""
     from onnx import helper, numpy_helper
 
     if row_int8_min_elements is None:
@@ -118,13 +139,11 @@ def quantize_model(model, block_size: int = BLOCK_SIZE, accuracy_level: int = AC
     for node in graph.node:
         if id(node) in fused_adds:
             continue
-        weight = initializers.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
-        dims = list(weight.dims) if weight is not None else []
-        if (weight is None or len(dims) != 2 or dims[0] * dims[1] < MIN_WEIGHT_ELEMENTS
-                or weight.data_type != onnx.TensorProto.FLOAT):
+        weight = _int8_weight(node, initializers)
+        if weight is None:
             nodes.append(node)
             continue
-        k, n = dims
+        k, n = weight.dims
         weight_array = numpy_helper.to_array(weight).astype(np.float32)
         add = _bias_add(node, consumers, initializers, graph_outputs, n)  # Dense's bias, folded in when there
         bias = None if add is None else (add.input[1] if add.input[1] in initializers else add.input[0])
@@ -157,6 +176,30 @@ def quantize_model(model, block_size: int = BLOCK_SIZE, accuracy_level: int = AC
     return model, replaced
 
 
+def _int8_weight(node, initializers: dict):
+    """The constant float (K, N) weight of a MatMul node that `quantize_model` makes int8 (K * N >=
+    MIN_WEIGHT_ELEMENTS, read at call time), else None."""
+    from onnx import TensorProto
+
+    weight = initializers.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+    if (weight is None or len(weight.dims) != 2 or weight.dims[0] * weight.dims[1] < MIN_WEIGHT_ELEMENTS
+            or weight.data_type != TensorProto.FLOAT):
+        return None
+    return weight
+
+
+def has_int8_weights(*paths) -> bool:
+    """Whether `quantize_int8` would make any weight of these ONNX graphs int8."""
+    import onnx
+
+    for path in paths:
+        graph = onnx.load(str(path)).graph
+        initializers = {init.name: init for init in graph.initializer}
+        if any(_int8_weight(node, initializers) is not None for node in graph.node):
+            return True
+    return False
+
+
 def _matmul_nbits_node(matmul, weight, bias, outputs, prefix, block_size, accuracy_level):
     """One MatMulNBits node for A @ weight (K, N) [+ bias]; returns ([node], its initializers)."""
     from onnx import helper, numpy_helper
@@ -182,9 +225,9 @@ ROW_INT8_CONSTANTS = {"row_int8_tiny": np.array(1e-30, np.float32),
 def _row_int8_nodes(activation, weight, bias, outputs, prefix, row_scales, opset):
     """Nodes computing activation (..., K) @ weight (K, N) [+ bias] with int8 arithmetic that depends on
     each row alone: the row is scaled by 127 / max |row| and rounded to uint8 around 128, W as
-    `quantize_columns` does, MatMulIntegerToFloat adds exact int32 products and scales them back per
-    row and column. uint8 x uint8 rather than uint8 x int8: on x86 without VNNI onnxruntime's uint8 x
-    int8 kernel adds pairs of products in int16, which saturates. Returns (nodes, initializers);
+    `quantize_columns` does with `ROW_INT8_WEIGHT_LEVELS` (7-bit int8, so that onnxruntime's x86
+    uint8 x int8 kernel, which adds pairs of products in int16, never saturates), MatMulIntegerToFloat
+    adds exact int32 products and scales them back per row and column. Returns (nodes, initializers);
     `row_scales` caches one activation's quantized rows for every matmul that reads it."""
     from onnx import helper, numpy_helper
 
@@ -204,13 +247,20 @@ def _row_int8_nodes(activation, weight, bias, outputs, prefix, row_scales, opset
         ]
         row_scales[activation] = (f"{p}_uint8", f"{p}_range")
     rows, row_range = row_scales[activation]
-    quantized, column_scales = quantize_columns(weight)
+    levels = ROW_INT8_WEIGHT_LEVELS
+    quantized, column_scales = quantize_columns(weight, levels)
+    if levels == 127:  # uint8 x uint8 (onnxruntime's x86 uint8 x int8 kernel could saturate at 8 bits)
+        quantized, weight_zero_point = (quantized.astype(np.int16) + 128).astype(np.uint8), ["row_int8_zero_point"]
+    elif 0 < levels <= 63:  # uint8 x int8: 255 * 63 * 2 < 32767, no int16 pair sum saturates
+        weight_zero_point = []  # 0
+    else:
+        raise ValueError(f"ROW_INT8_WEIGHT_LEVELS must be 1..63 (int8 weights) or 127 (uint8), not {levels}")
     initializers = [numpy_helper.from_array(quantized, f"{prefix}_weight"),  # (K, N)
                     numpy_helper.from_array(column_scales / np.float32(127.0), f"{prefix}_column_scales")]
     inputs = [rows, f"{prefix}_weight", row_range, f"{prefix}_column_scales", "row_int8_zero_point",
-              "row_int8_zero_point"]  # no bias input: with a per-row A scale, onnxruntime scales the bias too
+              *weight_zero_point]  # no bias input: with a per-row A scale, onnxruntime scales the bias too
     product = outputs[0] if bias is None else f"{prefix}_product"
-    # (rows - 128) @ (W - 128) exactly in int32, times max |row| per row and column scale / 127 per column
+    # (rows - 128) @ W_q exactly in int32, times max |row| per row and column scale / 127 per column
     nodes.append(helper.make_node("MatMulIntegerToFloat", inputs, [product], name=f"{prefix}_matmul",
                                   domain="com.microsoft"))
     if bias is not None:

@@ -132,7 +132,10 @@ def test_a_wrong_graph_fails_parity_and_writes_nothing(trained_run, random_run, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong"]  # no temporary directory left behind
 
 
-def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path):
+def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path, monkeypatch):
+    from keras_transformer.export import quantize
+
+    monkeypatch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", 256)  # the tiny model's weights are far below the real one
     out = tmp_path / "int8"
     export_bundle(trained_run, out, int8=True, log=_quiet)
     quantization = read_bundle_config(out).values["quantization"]
@@ -141,6 +144,20 @@ def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path):
     decoder = onnx.load(out / fmt.DECODER_FILE)
     assert any(node.op_type == "MatMulNBits" for node in decoder.graph.node)  # the tiny model has no large weight
     assert quantization["method"] == "int8_per_row" and quantization["batch_invariant"] is True
+    assert quantization["matmuls_quantized"][fmt.DECODER_FILE] > 0
+
+
+def test_int8_export_says_when_no_weight_is_worth_quantizing(trained_run, tmp_path):
+    """Weights under quantize.MIN_WEIGHT_ELEMENTS stay float32 (int8 measured no faster there): the
+    tiny model has none above it, so its --int8 bundle computes in float32 and the export says so."""
+    out, lines = tmp_path / "int8", []
+    export_bundle(trained_run, out, int8=True, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    quantization = read_bundle_config(out).values["quantization"]
+    assert quantization["matmuls_quantized"] == {fmt.ENCODER_FILE: 0, fmt.DECODER_FILE: 0}
+    decoder_ops = {node.op_type for node in onnx.load(out / fmt.DECODER_FILE).graph.node}
+    assert not decoder_ops & {"MatMulNBits", "MatMulIntegerToFloat"}
+    assert "CumSum" not in decoder_ops  # the fp32 graph's fused cross-attention, not int8's exact sum
+    assert any("no weight" in line and "float32" in line for line in lines), lines
 
 
 def _cli(*args):

@@ -129,9 +129,12 @@ def test_other_settings_still_decode_through_the_numpy_loop(translators, sources
         in_graph.model.graph_search.search(np.array([[5, 2]], np.int32), 8, SearchSettings(beam_size=2, patience=3.0))
 
 
-def test_int8_bundles_search_in_the_graph_too(tmp_path, tiny_run, sources):
+def test_int8_bundles_search_in_the_graph_too(tmp_path, tiny_run, sources, monkeypatch):
+    from keras_transformer.export import quantize
     from keras_transformer.export.exporter import export_bundle
 
+    monkeypatch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", 256)  # both int8 forms in the tiny model
+    monkeypatch.setattr(quantize, "ROW_INT8_MIN_ELEMENTS", 600)
     export_bundle(tiny_run, tmp_path / "int8", int8=True, log=lambda *a: None)
     in_graph, numpy_loop = Translator(tmp_path / "int8"), Translator(tmp_path / "int8", graph_search=False)
     in_graph.model.graph_search.max_batch = 64

@@ -20,6 +20,16 @@ from keras_transformer.serve.bundle import read_bundle_config
 from keras_transformer.serve.decoding_options import DecodingOptions
 
 
+MIN_INT8_FOR_THE_TESTS = 256  # every tiny-model weight from 16 x 16 up is int8 (the real threshold is 2^17)
+ROW_INT8_FOR_THE_TESTS = 600  # the tiny model's QKV (16 x 48) and vocabulary projections, not its 16 x 16
+
+
+@pytest.fixture(autouse=True)
+def small_weights_are_int8_too(monkeypatch):
+    """These tests quantize small matrices: lower the size below which weights stay float32."""
+    monkeypatch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", MIN_INT8_FOR_THE_TESTS)
+
+
 def _matmul_model(weight):
     k, n = weight.shape
     graph = helper.make_graph([helper.make_node("MatMul", ["A", "W"], ["Y"])], "matmul",
@@ -74,15 +84,14 @@ def test_a_quantized_row_does_not_depend_on_the_other_rows():
     assert not np.array_equal(dynamic.run(None, {"A": loud})[0][:6], dynamic_alone)
 
 
-ROW_INT8_FOR_THE_TESTS = 600  # the tiny model's QKV (16 x 48) and vocabulary projections, not its 16 x 16
-
-
 def test_column_quantization_round_trips_within_half_a_step():
     weight = np.random.default_rng(4).normal(size=(40, 24)).astype(np.float32)
     weight[:, 3] = 0.0  # a zero column keeps scale 1 rather than dividing by zero
-    quantized, scales = quantize_columns(weight)
-    assert quantized.dtype == np.uint8 and scales.shape == (24,) and quantized[:, 3].tolist() == [128] * 40
-    assert np.all(np.abs((quantized.astype(np.float32) - 128.0) * scales - weight) <= scales / 2 + 1e-7)
+    for levels in (127, 63):  # the uint8 x uint8 form's range, and the 7-bit weights row int8 uses
+        quantized, scales = quantize_columns(weight, levels)
+        assert quantized.dtype == np.int8 and scales.shape == (24,) and quantized[:, 3].tolist() == [0] * 40
+        assert np.abs(quantized).max() == levels and np.all(np.abs(quantized) <= levels)
+        assert np.all(np.abs(quantized.astype(np.float32) * scales - weight) <= scales / 2 + 1e-7)
 
 
 def _two_dense_model(first, second, bias, opset=17):
@@ -122,6 +131,30 @@ def test_row_int8_rows_are_independent_exact_and_share_one_quantization(opset):
         np.testing.assert_allclose(got, want, atol=0.03 * np.abs(want).max())  # int8 both sides: ~1% error
 
 
+@pytest.mark.parametrize("levels", [63, 127])  # 7-bit int8 weights (the default), the uint8 x uint8 form
+def test_row_int8_sums_are_exact_at_the_extremes(levels, monkeypatch):
+    """Rows of +max|a| (uint8 255) against columns of +max|w| (int8 63): the largest pair of products
+    onnxruntime's x86 uint8 x int8 kernel adds in int16 (255 * 63 * 2). With 8-bit int8 weights
+    (127) it would saturate at 32767; the result must equal the exact integer product, scaled."""
+    monkeypatch.setattr(quantize, "ROW_INT8_WEIGHT_LEVELS", levels)
+    k = 64
+    weight = np.full((k, 6), 0.5, np.float32)
+    weight[:, 1] = -0.5
+    weight[::2, 2] = -0.5  # alternating signs: pairs that cancel
+    weight[:, 3] = np.linspace(-0.5, 0.5, k)
+    model, replaced = quantize_model(_matmul_model(weight), row_int8_min_elements=0)
+    weight_type = {init.name: init.data_type for init in model.graph.initializer}
+    assert replaced == 1 and (TensorProto.INT8 if levels == 63 else TensorProto.UINT8) in weight_type.values()
+    rows = np.stack([np.full(k, 3.0), np.full(k, -3.0), np.linspace(-3, 3, k), np.zeros(k)]).astype(np.float32)
+    got = _session(model).run(None, {"A": rows})[0]
+    quantized, scales = quantize_columns(weight, levels)
+    row_max = np.abs(rows).max(axis=1, keepdims=True)
+    row_codes = np.rint(rows / np.maximum(row_max, 1e-30) * 127.0)  # -127..127 around the zero point
+    exact = (row_codes.astype(np.int64) @ quantized.astype(np.int64)) * (row_max / 127.0) * scales
+    np.testing.assert_allclose(got, exact, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(got, rows @ weight, atol=0.02 * np.abs(rows @ weight).max())
+
+
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory, tiny_run):
     """The tiny run's int8 bundle, with both forms of int8 matmul (the real threshold is for wide models)."""
@@ -129,6 +162,7 @@ def int8_bundle(tmp_path_factory, tiny_run):
 
     out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", MIN_INT8_FOR_THE_TESTS)
         patch.setattr(quantize, "ROW_INT8_MIN_ELEMENTS", ROW_INT8_FOR_THE_TESTS)
         export_bundle(tiny_run, out, int8=True, log=lambda *a, **k: None)
     return out
