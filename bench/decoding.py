@@ -204,7 +204,7 @@ def streamed_weights(onnx_path) -> tuple[int, int]:
     weights = [tensor for tensor in graph.initializer if tensor.name in read_whole]
     size = sum(int(np.prod(t.dims, dtype=np.int64)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
                for t in weights)
-    # int8 (MatMulNBits) weights are packed (N, K blocks, block): K x N elements, padded to whole blocks
+    # int8 weights: row int8 (K, N); MatMulNBits (N, K blocks, block): K x N elements, padded to whole blocks
     return size, sum(int(np.prod(t.dims)) for t in weights if len(t.dims) in (2, 3))
 
 

@@ -284,7 +284,7 @@ def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opse
         x, h = g.residual(f"{p}_feed_forward", out, x, w.feed_forward.contract[1], w.feed_forward.norm, after[2])
 
     # Pre-softmax linear map on (B, D) rows: MatMul + Add, which onnxruntime fuses into one Gemm
-    # (and `export/quantize.py` into one int8 MatMulNBits).
+    # (and `export/quantize.py`, for a large enough vocabulary, into int8 MatMulIntegerToFloat + Add).
     rows = g.node("Reshape", [h, g.constant("rows_shape", np.array([-1, hidden_dim], np.int64))], "final_rows")
     logits = g.node("MatMul", [rows, g.constant("output_kernel", decoder.output[0])], "logits_unbiased")
     g.node("Add", [logits, g.constant("output_bias", decoder.output[1])], fmt.LOGITS)
