@@ -7,6 +7,7 @@ Nothing here imports TensorFlow; the model and bundles are prepared lazily by `b
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -354,3 +355,19 @@ def bundle_label(bundle) -> str:
     """A bundle's name in tables: the run's name for RUN/bundle, else the directory's."""
     path = Path(bundle)
     return path.parent.name if path.name == "bundle" else path.name
+
+
+@contextlib.contextmanager
+def quantize_constants(**values):
+    """Sets `keras_transformer.export.quantize`'s module constants (e.g. MIN_WEIGHT_ELEMENTS=0) for
+    the `with` block, which the int8 export reads at call time; restores them after."""
+    from keras_transformer.export import quantize
+
+    saved = {name: getattr(quantize, name) for name in values}
+    try:
+        for name, value in values.items():
+            setattr(quantize, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(quantize, name, value)

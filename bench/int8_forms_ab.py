@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 
 from bench.common import (ab_report, ab_setup, best_microseconds, decoder_step_feeds, interleaved_ab,
-                          markdown_table, print_and_save)
+                          markdown_table, print_and_save, quantize_constants)
 
 NEVER = 1 << 62
 STEP_ROWS = (1, 4, 32, 128)
@@ -57,13 +57,8 @@ def main(argv=None) -> int:
     translators, bundles = {}, {}
     for variant, values in variants.items():
         out = work / variant.replace(" ", "-")
-        for name, value in zip(names, values):
-            setattr(quantize, name, value)
-        try:
+        with quantize_constants(**dict(zip(names, values))):
             export_bundle(args.run, out, int8=True, force=True, log=lambda *a, **k: None)
-        finally:
-            for name, value in zip(names, default):
-                setattr(quantize, name, value)
         translators[variant, "int8"] = Translator(out, threads=1)
         bundles[variant] = out
     steps = step_table(bundles, "previous default")

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from bench.common import best_microseconds, cpu_model, markdown_table, print_and_save
+from bench.common import best_microseconds, cpu_model, markdown_table, print_and_save, quantize_constants
 
 SHAPES = [(128, 384), (128, 128), (128, 256), (256, 128), (128, 406),  # demo: QKV, out/cross, FFN, output
           (256, 768), (256, 256), (256, 1024), (1024, 256), (256, 8000)]  # Multi30k-size
@@ -51,13 +51,9 @@ def _quantized(weight: np.ndarray, bias: np.ndarray, row_int8: bool, levels: int
     module's) or MatMulNBits."""
     from keras_transformer.export import quantize
 
-    saved = quantize.MIN_WEIGHT_ELEMENTS, quantize.ROW_INT8_WEIGHT_LEVELS
-    quantize.MIN_WEIGHT_ELEMENTS, quantize.ROW_INT8_WEIGHT_LEVELS = 0, levels or saved[1]
-    try:
+    with quantize_constants(MIN_WEIGHT_ELEMENTS=0, ROW_INT8_WEIGHT_LEVELS=levels or quantize.ROW_INT8_WEIGHT_LEVELS):
         return quantize.quantize_model(_dense_model(weight, bias),
                                        row_int8_min_elements=0 if row_int8 else weight.size + 1)[0]
-    finally:
-        quantize.MIN_WEIGHT_ELEMENTS, quantize.ROW_INT8_WEIGHT_LEVELS = saved
 
 
 def _sessions(weight: np.ndarray, bias: np.ndarray) -> dict:
