@@ -24,6 +24,25 @@ from bench.common import available_cores, cpu_model
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
+RUNS = ROOT / "runs"
+# Decoding settings by name: `evaluate` options. The score files are named after them ("beam 4" -> beam4).
+DECODINGS = {
+    "beam1": ["--beam-size", "1"],
+    "beam4": ["--beam-size", "4"],
+    "beam4, lp1.5": ["--beam-size", "4", "--length-penalty", "1.5"],
+    "beam4, nr3": ["--beam-size", "4", "--no-repeat-ngram-size", "3"],
+    "beam4, rp1.2": ["--beam-size", "4", "--repetition-penalty", "1.2"],
+    "beam4, nr3, lp1.5": ["--beam-size", "4", "--no-repeat-ngram-size", "3", "--length-penalty", "1.5"],
+}
+DEFAULT_DECODINGS = ["beam1", "beam4"]  # greedy and beam 4 with the defaults (length penalty 1.0)
+
+
+def _split_en_hi_train(work: Path) -> None:
+    from bench.en_hi_domains import split_by_domain  # imports this module: only when a recipe runs
+
+    split_by_domain(DATA / "en-hi" / "train.tsv", RUNS / "data" / "en-hi-domains")
+
+
 RECIPES = {
     "multi30k": {
         "title": "English→German, Multi30k task 1",
@@ -59,6 +78,8 @@ RECIPES = {
                     "--label-smoothing", "0.1", "--warmup-steps", "800", "--learning-rate-scale", "0.7",
                     "--source-vocab-size", "4000", "--target-vocab-size", "4000",
                     "--keep-best", "chrf", "--average-checkpoints", "5"],
+        # Its outputs repeat words: the candidates that ban or penalize repeats (chosen on valid, as above).
+        "decodings": [*DEFAULT_DECODINGS, "beam4, lp1.5", "beam4, nr3", "beam4, rp1.2", "beam4, nr3, lp1.5"],
     },
 }
 
@@ -74,31 +95,46 @@ def _run(command, log, skip=False):
     return time.perf_counter() - started
 
 
-def run_recipe(name: str, work: Path, beam_sizes=(1, 4), reuse=False):
+def score_splits(recipe: dict, evaluate) -> tuple[list, str]:
+    """Scores the valid split with every candidate decoding, chooses the best there by chrF++, then
+    translates each test split once with it (and with plain greedy and beam 4, for comparison).
+
+    `evaluate(split, path, decoding)` returns a row `(split, decoding, scores)`; returns all rows, in
+    order, and the chosen decoding's name. No test split is read before the choice is made.
+    """
+    rows = [evaluate("valid", recipe["valid"], decoding) for decoding in recipe.get("decodings", DEFAULT_DECODINGS)]
+    chosen = max(rows, key=lambda row: row[2]["chrf"])[1]
+    for test_name, path in recipe["tests"].items():
+        rows += [evaluate(test_name, path, decoding) for decoding in dict.fromkeys([*DEFAULT_DECODINGS, chosen])]
+    return rows, chosen
+
+
+def run_recipe(name: str, work: Path, reuse=False):
     """Trains, exports and evaluates; `reuse` keeps a finished training, an existing bundle and scores."""
     recipe = RECIPES[name]
     cli = [sys.executable, "-m", "keras_transformer.cli"]
     run_dir, bundle = work / f"{name}-run", work / f"{name}-bundle"
     commands = []
-    train_command = [*cli, "train", "--data", recipe["train"], "--valid", recipe["valid"], "--out", run_dir,
-                     *recipe["options"]]
+    train_data = recipe["train"] if isinstance(recipe["train"], list) else [recipe["train"]]
+    if "prepare" in recipe:  # derived training files (under runs/), written before training
+        recipe["prepare"](work)
+    train_command = [*cli, "train", *(item for spec in train_data for item in ("--data", spec)),
+                     "--valid", recipe["valid"], "--out", run_dir, *recipe["options"]]
     wall_clock = work / f"{name}-train-seconds.json"  # so that --reuse can still report it
     seconds = _run(train_command, commands, skip=reuse and wall_clock.is_file())
     if seconds is not None:
         wall_clock.write_text(json.dumps(seconds))
     train_seconds = json.loads(wall_clock.read_text())
     _run([*cli, "export", run_dir, "--out", bundle, "--force"], commands, skip=reuse and bundle.is_dir())
-    rows = []
-    # The valid split first (greedy and beam: the split the settings, decoding included, are compared on);
-    # then each test split once.
-    for test_name, path, beams in [("valid", recipe["valid"], beam_sizes),
-                                   *((test, path, beam_sizes) for test, path in recipe["tests"].items())]:
-        for beam in beams:
-            scores_path = work / f"{name}-{test_name}-beam{beam}.json"
-            _run([*cli, "evaluate", bundle, "--data", path, "--beam-size", beam, "--json", scores_path], commands,
-                 skip=reuse and scores_path.is_file())
-            scores = json.loads(scores_path.read_text())
-            rows.append((test_name, beam, scores))
+
+    def evaluate(split, path, decoding):
+        scores_path = work / f"{name}-{split}-{decoding.replace(' ', '').replace(',', '-')}.json"
+        _run([*cli, "evaluate", bundle, "--data", path, *DECODINGS[decoding], "--json", scores_path], commands,
+             skip=reuse and scores_path.is_file())
+        return split, decoding, json.loads(scores_path.read_text())
+
+    candidates = recipe.get("decodings", DEFAULT_DECODINGS)
+    rows, chosen = score_splits(recipe, evaluate)
     from keras_transformer.run_dir import RunDir  # imports Keras: only once the commands have run
 
     history = RunDir(run_dir).read_history()
@@ -115,9 +151,12 @@ def run_recipe(name: str, work: Path, beam_sizes=(1, 4), reuse=False):
              + (f" Lowest validation loss {float(best['val_loss']):.3f} at epoch {best['epoch']}; validation token "
                 f"accuracy {float(history[-1]['val_accuracy']):.1%} at the last epoch." if best else "")
              + _kept_weights_note(recipe["options"], history),
-             "", "| split | beam | sacreBLEU | chrF++ | exact match | sentences/s |", "|---|---|---|---|---|---|"]
-    for test_name, beam, s in rows:
-        lines.append(f"| {test_name} | {beam} | {s['bleu']:.1f} | {s['chrf']:.1f} | {s['exact_match']:.1%} | "
+             "", f"Decoding: {chosen}, the best of {len(candidates)} candidates by chrF++ on the valid split "
+                 "(all listed below).", "",
+             "| split | decoding | sacreBLEU | chrF++ | exact match | sentences/s |", "|---|---|---|---|---|---|"]
+    for test_name, decoding, s in rows:
+        mark = " (chosen)" if decoding == chosen and len(candidates) > 1 else ""
+        lines.append(f"| {test_name} | {decoding}{mark} | {s['bleu']:.1f} | {s['chrf']:.1f} | {s['exact_match']:.1%} | "
                      f"{s['sentences_per_second']:.1f} |")
     from bench.tuning import tuning_table
     from keras_transformer.learning_curves import plot_learning_curves

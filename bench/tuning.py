@@ -3,6 +3,7 @@
     python -m bench.tuning en-hi base --minutes 12
     python -m bench.tuning en-hi lr1.5 --minutes 12 learning-rate-scale=1.5 warmup-steps=400
     python -m bench.tuning en-hi short --base lr1.5 max-target-length=48 norm-first no:bpe-dropout
+    python -m bench.tuning en-hi tatoeba3 --data 'runs/data/en-hi-domains/tatoeba.tsv*3' --data runs/data/en-hi-domains/mturk.tsv
 
 A trial is the recipe's `train` options with some of them changed (`flag=value`, `flag` for a
 switch, `no:flag` to remove one; `--base TRIAL` starts from another trial's changes), trained for a fixed time budget with the validation split translated
@@ -47,14 +48,16 @@ def read_trials(recipe: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def run_trial(recipe: str, name: str, minutes: float, set_flags, unset, work: Path) -> dict:
-    """Trains one trial and returns its row (also appended to the tuning log)."""
+def run_trial(recipe: str, name: str, minutes: float, set_flags, unset, work: Path, data=None) -> dict:
+    """Trains one trial and returns its row (also appended to the tuning log); `data`, a list of
+    `--data` SPECs, replaces the recipe's training data."""
     spec = RECIPES[recipe]
     options = changed_options(spec.get("tuning_base", spec["options"]), set_flags, unset)
     options = changed_options(options, [["--time-budget-minutes", str(minutes)], ["--epochs", "1000"],
                                         ["--keep-best", "chrf"], ["--score-validation"]], ["--score-max-pairs"])
     run_dir = work / f"{recipe}-trial-{name}"
-    command = [sys.executable, "-m", "keras_transformer.cli", "train", "--data", str(spec["train"]),
+    data_options = [item for one in (data or [spec["train"]]) for item in ("--data", str(one))]
+    command = [sys.executable, "-m", "keras_transformer.cli", "train", *data_options,
                "--valid", str(spec["valid"]), "--out", str(run_dir), "--force", *options]
     print("$ " + " ".join(command), flush=True)
     started = time.perf_counter()
@@ -64,7 +67,8 @@ def run_trial(recipe: str, name: str, minutes: float, set_flags, unset, work: Pa
 
     history = RunDir(run_dir).read_history()
     best = max(history, key=lambda row: float(row["val_chrf"]))
-    row = {"name": name, "changes": [" ".join(f) for f in set_flags] + [f"no {f}" for f in unset],
+    row = {"name": name, "changes": [f"--data {one}" for one in data or []] + [" ".join(f) for f in set_flags]
+           + [f"no {f}" for f in unset],
            "minutes": minutes, "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all"),
            "epochs": len(history), "best_epoch": int(best["epoch"]),
            "valid_chrf": round(float(best["val_chrf"]), 2), "valid_bleu": round(float(best["val_bleu"]), 2),
@@ -98,6 +102,7 @@ def main(argv=None):
     parser.add_argument("changes", nargs="*", help="flag=value, flag (a switch) or no:flag (removed)")
     parser.add_argument("--base", default=None, help="start from a previous trial's changes (its name)")
     parser.add_argument("--work", default="runs/tuning")
+    parser.add_argument("--data", action="append", help="training SPEC(s) instead of the recipe's (repeatable)")
     args = parser.parse_intermixed_args(argv)
     set_flags = [["--" + c.split("=", 1)[0], *c.split("=", 1)[1:]] for c in args.changes
                  if not c.startswith("no:")]
@@ -105,12 +110,14 @@ def main(argv=None):
     if args.base:  # the base trial's changes first, then this trial's
         base = next(t for t in read_trials(args.recipe) if t["name"] == args.base)
         mine = {f[0] for f in set_flags} | set(unset)
-        set_flags = [c.split(" ") for c in base["changes"] if not c.startswith("no ") and c.split(" ")[0] not in mine
-                     ] + set_flags
+        set_flags = [c.split(" ") for c in base["changes"] if not c.startswith(("no ", "--data "))
+                     and c.split(" ")[0] not in mine] + set_flags
         unset += [c[3:] for c in base["changes"] if c.startswith("no ") and c[3:] not in mine]
+        args.data = args.data or [c[len("--data "):] for c in base["changes"] if c.startswith("--data ")] or None
     work = (ROOT / args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(run_trial(args.recipe, args.name, args.minutes, set_flags, unset, work), ensure_ascii=False))
+    print(json.dumps(run_trial(args.recipe, args.name, args.minutes, set_flags, unset, work, args.data),
+                     ensure_ascii=False))
 
 
 if __name__ == "__main__":

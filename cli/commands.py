@@ -46,11 +46,14 @@ def _add_train_parser(commands):
     # Options left out stay None and take the defaults of ModelOptions (= TransformerConfig's,
     # keras_transformer/config.py) and TrainingSettings (keras_transformer/training.py).
     p = commands.add_parser("train", help="train a Transformer with model.fit into a run directory")
-    p.add_argument("--data", required=True, help="training SPEC: demo, FILE.tsv, FILE.csv or SOURCE_FILE,TARGET_FILE")
+    p.add_argument("--data", required=True, action="append",
+                   help="training SPEC: demo, FILE.tsv, FILE.csv or SOURCE_FILE,TARGET_FILE; give it more than once "
+                        "to combine corpora, and end one with *N (quoted) to repeat its pairs N times an epoch, "
+                        "e.g. --data 'in-domain.tsv*3' --data out-of-domain.tsv")
     p.add_argument("--valid", help="validation SPEC (same forms)")
     p.add_argument("--out", required=True, help="run directory to create (or resume)")
     _add_data_options(p)
-    p.add_argument("--max-pairs", type=int, help="use only the first N training pairs")
+    p.add_argument("--max-pairs", type=int, help="use only the first N training pairs (of each --data)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-tokens", type=int, help="tokens per batch (per side)")
     p.add_argument("--num-layers", type=int, help="N")
@@ -99,7 +102,7 @@ def _train(args):
         from keras_transformer.distribution import launch_local_workers
 
         return launch_local_workers(_without_option(args.argv, "--workers"), args.workers)
-    from keras_transformer.corpus import read_parallel_corpus
+    from keras_transformer.corpus import read_corpora, read_parallel_corpus
     from keras_transformer.config import ModelOptions
     from keras_transformer.training import TrainingSettings, train
 
@@ -115,13 +118,16 @@ def _train(args):
     settings = TrainingSettings(
         **{f.name: given[f.name] for f in dataclasses.fields(TrainingSettings) if f.name in given})
     columns = dict(source_column=args.source_column, target_column=args.target_column)
-    train_pairs, stats = read_parallel_corpus(args.data, max_pairs=args.max_pairs, **columns)
-    print(f"Read {args.data}: {stats.kept} pairs ({stats.skipped_empty} skipped with an empty side)")
+    train_pairs, sources = read_corpora(args.data, max_pairs=args.max_pairs, **columns)
+    for name, times, stats in sources:
+        repeated = f", each {times} times an epoch" if times > 1 else ""
+        print(f"Read {name}: {stats.kept} pairs ({stats.skipped_empty} skipped with an empty side){repeated}")
     valid_pairs = None
     if args.valid:
         valid_pairs, valid_stats = read_parallel_corpus(args.valid, **columns)
         print(f"Read {args.valid}: {valid_stats.kept} validation pairs")
-    data = {"train": args.data, "valid": args.valid, "max_pairs": args.max_pairs, **columns}
+    # One SPEC is recorded as a string, as runs trained before --data could repeat were.
+    data = {"train": args.data[0] if len(args.data) == 1 else args.data, "valid": args.valid, "max_pairs": args.max_pairs, **columns}
     if settings.strategy != "multi-worker":
         train(args.out, train_pairs, valid_pairs, model_options, settings, data, force=args.force)
         print(f"Run written to {args.out}")

@@ -7,6 +7,10 @@ A SPEC is one of:
     PATH.csv                  a header row; pass `source_column` and `target_column`; quoted fields work
     SOURCE_FILE,TARGET_FILE   two line-aligned plain-text files, one sentence a line
 
+Training data may combine several SPECs (`read_corpora`), each with an optional `*N` suffix that
+repeats its pairs N times in every epoch (`in-domain.tsv*3`): the usual way to give a small in-domain
+corpus more weight than a large out-of-domain one (fairseq's upsampling, OpenNMT-tf's data weights).
+
 Every side is NFC-normalized, its whitespace runs collapsed to one space and stripped. A pair with an
 empty side (or a blank line) is skipped and counted in `CorpusStats.skipped_empty`, not an error.
 Malformed input raises `CorpusError` naming the file, the line and "expected X, got Y".
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,6 +253,37 @@ def read_parallel_corpus(
             break
     stats.kept = len(pairs)
     return pairs, stats
+
+
+REPEAT_SUFFIX = re.compile(r"^(?P<spec>.+)\*(?P<times>[0-9]+)$")
+
+
+def split_repeat(spec: str) -> tuple[str, int]:
+    """`"PATH.tsv*3"` -> `("PATH.tsv", 3)`; a SPEC without a `*N` suffix repeats once."""
+    match = REPEAT_SUFFIX.match(spec.strip()) if isinstance(spec, str) else None
+    if match is None:
+        return spec, 1
+    times = int(match["times"])
+    if times < 1:
+        raise ValueError(f"{spec!r}: expected a repeat count of at least 1 after '*', got {times}")
+    return match["spec"], times
+
+
+def read_corpora(specs: list[str], source_column: str | None = None, target_column: str | None = None,
+                 max_pairs: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, int, CorpusStats]]]:
+    """Reads and concatenates several SPECs, each optionally suffixed `*N` (its pairs N times).
+
+    `max_pairs` applies to each SPEC before it is repeated. Returns the pairs and, per SPEC, its
+    name without the suffix, its repeat count and its `CorpusStats`.
+    """
+    pairs: list[tuple[str, str]] = []
+    sources = []
+    for spec in specs:
+        name, times = split_repeat(spec)
+        read, stats = read_parallel_corpus(name, source_column, target_column, max_pairs)
+        pairs.extend(read * times)
+        sources.append((name, times, stats))
+    return pairs, sources
 
 
 def write_tsv(pairs: Iterable[tuple[str, str]], path: str | os.PathLike) -> None:

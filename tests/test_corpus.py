@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_transformer.corpus import CorpusError, CorpusStats, read_parallel_corpus, write_tsv
+from keras_transformer.corpus import CorpusError, CorpusStats, read_corpora, read_parallel_corpus, split_repeat, write_tsv
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -207,6 +207,29 @@ def test_demo_uses_the_demo_corpus_train_split(monkeypatch):
 
 
 # ---------------------------------------------------------------------------- write_tsv
+
+
+# ---------------------------------------------------------------------------- several SPECs, repeats
+
+
+def test_several_specs_are_concatenated_in_order_and_star_n_repeats_one(tmp_path):
+    small = write(tmp_path / "in.tsv", "a\tA\nb\tB\n")
+    large = write(tmp_path / "out.tsv", "c\tC\n\td\n")
+    pairs, sources = read_corpora([f"{small}*3", str(large)])
+    assert pairs == [("a", "A"), ("b", "B")] * 3 + [("c", "C")]
+    assert [(name, times, stats.kept, stats.skipped_empty) for name, times, stats in sources] == [
+        (str(small), 3, 2, 0), (str(large), 1, 1, 1)]
+    assert read_corpora([f"{small}*2"], max_pairs=1)[0] == [("a", "A")] * 2  # max_pairs before repeating
+
+
+def test_repeat_suffix_forms_and_errors(tmp_path):
+    assert split_repeat("a.tsv*12") == ("a.tsv", 12)
+    assert split_repeat("a.tsv") == ("a.tsv", 1)
+    assert split_repeat("src.txt,tgt.txt*2") == ("src.txt,tgt.txt", 2)
+    with pytest.raises(ValueError, match=r"'a.tsv\*0': expected a repeat count of at least 1"):
+        split_repeat("a.tsv*0")
+    with pytest.raises(ValueError, match="expected a corpus SPEC"):  # not a count: the whole string is the SPEC
+        read_corpora(["a.tsv*x"])
 
 
 def test_write_tsv_round_trip(tmp_path):

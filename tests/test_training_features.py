@@ -319,3 +319,20 @@ def test_train_command_options(tmp_path, monkeypatch):
     assert settings.shared_vocab and options.share_embeddings and settings.score_max_pairs == 7
     assert settings.source_vocab_size == settings.target_vocab_size == 500  # one size for the shared vocabulary
     assert not settings.score_validation and settings.scores_translations
+
+
+def test_train_command_combines_corpora_and_records_them(tmp_path, monkeypatch, capsys):
+    from keras_transformer.cli import commands
+
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda out, train_pairs, valid_pairs, model_options, settings, data, **k:
+                        seen.update(pairs=train_pairs, data=data))
+    (tmp_path / "in.tsv").write_text("a b\tc d\n", encoding="utf-8")
+    (tmp_path / "out.tsv").write_text("e f\tg h\n", encoding="utf-8")
+    assert commands.main(["train", "--data", f"{tmp_path / 'in.tsv'}*2", "--data", str(tmp_path / "out.tsv"),
+                          "--out", str(tmp_path / "run")]) == 0
+    assert seen["pairs"] == [("a b", "c d"), ("a b", "c d"), ("e f", "g h")]
+    assert seen["data"]["train"] == [f"{tmp_path / 'in.tsv'}*2", str(tmp_path / "out.tsv")]
+    assert "in.tsv: 1 pairs (0 skipped with an empty side), each 2 times an epoch" in capsys.readouterr().out
+    assert commands.main(["train", "--data", str(tmp_path / "out.tsv"), "--out", str(tmp_path / "run")]) == 0
+    assert seen["data"]["train"] == str(tmp_path / "out.tsv")  # one SPEC: a string, as older runs recorded it

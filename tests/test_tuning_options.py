@@ -33,10 +33,22 @@ def test_a_trial_on_a_base_inherits_its_changes_and_overrides_them(log, monkeypa
     monkeypatch.setattr(tuning, "run_trial", lambda *args: calls.append(args) or {})
     tuning.main(["en-hi", "next", "--base", "short", "dropout=0.1", "norm-first", "--minutes", "3",
                  "--work", str(tmp_path)])
-    (recipe, name, minutes, set_flags, unset, work), = calls
+    (recipe, name, minutes, set_flags, unset, work, data), = calls
     assert (recipe, name, minutes) == ("en-hi", "next", 3.0)
     assert set_flags == [["--max-target-length", "32"], ["--dropout", "0.1"], ["--norm-first"]]
     assert unset == ["--x"]
+    assert data is None  # the recipe's own training data
+
+
+def test_a_trial_inherits_its_bases_training_data_unless_it_names_its_own(log, monkeypatch, tmp_path):
+    log.write_text(json.dumps(_trial_row("weighted", ["--data in.tsv*3", "--data out.tsv", "--dropout 0.2"], 5.0))
+                   + "\n")
+    calls = []
+    monkeypatch.setattr(tuning, "run_trial", lambda *args: calls.append(args) or {})
+    tuning.main(["en-hi", "a", "--base", "weighted", "--work", str(tmp_path)])
+    tuning.main(["en-hi", "b", "--base", "weighted", "--data", "other.tsv", "--work", str(tmp_path)])
+    assert [c[3] for c in calls] == [[["--dropout", "0.2"]]] * 2  # "--data" is not a train flag to replace
+    assert [c[6] for c in calls] == [["in.tsv*3", "out.tsv"], ["other.tsv"]]
 
 
 def test_the_table_lists_every_trial_in_order(log):
