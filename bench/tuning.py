@@ -25,18 +25,40 @@ from pathlib import Path
 from bench.recipes import RECIPES, ROOT
 
 
-def changed_options(options: list[str], set_flags: list[list[str]], unset: list[str]) -> list[str]:
-    """`options` (flags, each followed by its value unless the next item is a flag) with the flags
-    in `set_flags` ([FLAG] or [FLAG, VALUE]) replaced or added and those in `unset` removed."""
+def option_pairs(options: list[str]) -> list[list[str]]:
+    """`options` (flags, each followed by its value unless the next item is a flag) as [FLAG] or [FLAG, VALUE]."""
     pairs, i = [], 0
     while i < len(options):
         has_value = i + 1 < len(options) and not str(options[i + 1]).startswith("--")
         pairs.append([options[i], *([options[i + 1]] if has_value else [])])
         i += 2 if has_value else 1
+    return pairs
+
+
+def changed_options(options: list[str], set_flags: list[list[str]], unset: list[str]) -> list[str]:
+    """`options` with the flags in `set_flags` ([FLAG] or [FLAG, VALUE]) replaced or added and those
+    in `unset` removed."""
+    pairs = option_pairs(options)
     for flag_and_value in set_flags:
         pairs = [p for p in pairs if p[0] != flag_and_value[0]] + [flag_and_value]
     pairs = [p for p in pairs if p[0] not in unset]
     return [str(item) for pair in pairs for item in pair]
+
+
+def trial_options(spec: dict, set_flags, unset, minutes: float) -> list[str]:
+    """A trial's `train` options: the recipe's first settings with the trial's changes, its budget,
+    and validation chrF++ after every epoch (kept best)."""
+    options = changed_options(spec.get("tuning_base", spec["options"]), set_flags, unset)
+    return changed_options(options, [["--time-budget-minutes", f"{minutes:g}"], ["--epochs", "1000"],
+                                     ["--keep-best", "chrf"], ["--score-validation"]], ["--score-max-pairs"])
+
+
+def row_changes(row: dict) -> tuple[list[list[str]], list[str], list[str] | None]:
+    """A logged trial's (set_flags, unset, data) as `run_trial` took them."""
+    set_flags = [c.split(" ") for c in row["changes"] if not c.startswith(("no ", "--data "))]
+    unset = [c[3:] for c in row["changes"] if c.startswith("no ")]
+    data = [c[len("--data "):] for c in row["changes"] if c.startswith("--data ")]
+    return set_flags, unset, data or None
 
 
 def tuning_log(recipe: str) -> Path:
@@ -52,11 +74,9 @@ def run_trial(recipe: str, name: str, minutes: float, set_flags, unset, work: Pa
     """Trains one trial and returns its row (also appended to the tuning log); `data`, a list of
     `--data` SPECs, replaces the recipe's training data."""
     spec = RECIPES[recipe]
-    options = changed_options(spec.get("tuning_base", spec["options"]), set_flags, unset)
-    options = changed_options(options, [["--time-budget-minutes", str(minutes)], ["--epochs", "1000"],
-                                        ["--keep-best", "chrf"], ["--score-validation"]], ["--score-max-pairs"])
+    options = trial_options(spec, set_flags, unset, minutes)
     run_dir = work / f"{recipe}-trial-{name}"
-    data_options = [item for one in (data or [spec["train"]]) for item in ("--data", str(one))]
+    data_options = [item for one in (data or [spec.get("tuning_train", spec["train"])]) for item in ("--data", str(one))]
     command = [sys.executable, "-m", "keras_transformer.cli", "train", *data_options,
                "--valid", str(spec["valid"]), "--out", str(run_dir), "--force", *options]
     print("$ " + " ".join(command), flush=True)
@@ -108,12 +128,12 @@ def main(argv=None):
                  if not c.startswith("no:")]
     unset = ["--" + c[3:] for c in args.changes if c.startswith("no:")]
     if args.base:  # the base trial's changes first, then this trial's
-        base = next(t for t in read_trials(args.recipe) if t["name"] == args.base)
+        base_flags, base_unset, base_data = row_changes(next(t for t in read_trials(args.recipe)
+                                                             if t["name"] == args.base))
         mine = {f[0] for f in set_flags} | set(unset)
-        set_flags = [c.split(" ") for c in base["changes"] if not c.startswith(("no ", "--data "))
-                     and c.split(" ")[0] not in mine] + set_flags
-        unset += [c[3:] for c in base["changes"] if c.startswith("no ") and c[3:] not in mine]
-        args.data = args.data or [c[len("--data "):] for c in base["changes"] if c.startswith("--data ")] or None
+        set_flags = [f for f in base_flags if f[0] not in mine] + set_flags
+        unset += [f for f in base_unset if f not in mine]
+        args.data = args.data or base_data
     work = (ROOT / args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     print(json.dumps(run_trial(args.recipe, args.name, args.minutes, set_flags, unset, work, args.data),

@@ -32,3 +32,49 @@ def test_without_candidates_a_recipe_scores_greedy_and_beam_4():
 def test_every_decoding_a_recipe_names_is_defined():
     for recipe in recipes.RECIPES.values():
         assert set(recipe.get("decodings", recipes.DEFAULT_DECODINGS)) <= set(recipes.DECODINGS)
+
+
+def _log_trials(tmp_path, monkeypatch, rows):
+    import json
+
+    from bench import tuning
+
+    log = tmp_path / "tuning.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(tuning, "tuning_log", lambda recipe: log)
+
+
+def _row(name, changes):
+    return {"name": name, "changes": changes, "minutes": 60.0, "wall_seconds": 3500.0}
+
+
+def test_a_trial_is_taken_as_the_recipes_training_only_with_the_recipes_settings(tmp_path, monkeypatch):
+    import pytest
+
+    recipe = {"train": ["in.tsv*3", "out.tsv"], "tuning_train": "all.tsv", "valid": "v",
+              "tuning_base": ["--epochs", "100", "--dropout", "0.3", "--batch-tokens", "2000"],
+              "options": ["--epochs", "1000", "--dropout", "0.2", "--batch-tokens", "2000", "--time-budget-minutes",
+                          "60", "--keep-best", "chrf", "--score-validation"]}
+    monkeypatch.setitem(recipes.RECIPES, "toy", recipe)
+    monkeypatch.setattr(recipes, "ROOT", tmp_path)
+    _log_trials(tmp_path, monkeypatch, [
+        _row("same", ["--data in.tsv*3", "--data out.tsv", "--dropout 0.2"]),
+        _row("other-options", ["--data in.tsv*3", "--data out.tsv", "--dropout 0.2", "--norm-first"]),
+        _row("other-data", ["--data in.tsv*2", "--data out.tsv", "--dropout 0.2"]),
+        _row("recipe-data-unset", ["--dropout 0.2"])])
+    tuning_work, work = tmp_path / "tuning", tmp_path / "recipes"
+    for trial in ("same", "other-options", "other-data", "recipe-data-unset"):
+        (tuning_work / f"toy-trial-{trial}").mkdir(parents=True)
+        (tuning_work / f"toy-trial-{trial}" / "history.csv").write_text(trial)
+    work.mkdir()
+    (work / "toy-valid-beam4.json").write_text("{}")  # a score of an earlier bundle: removed
+    for trial, differing in [("other-options", "--norm-first"), ("other-data", "in.tsv\\*2"),
+                             ("recipe-data-unset", "data None")]:
+        with pytest.raises(SystemExit, match=differing):
+            recipes.adopt_trial("toy", trial, work, tuning_work)
+    with pytest.raises(SystemExit, match="no trial named 'nope'"):
+        recipes.adopt_trial("toy", "nope", work, tuning_work)
+    recipes.adopt_trial("toy", "same", work, tuning_work)
+    assert (work / "toy-run" / "history.csv").read_text() == "same"
+    assert (work / "toy-train-seconds.json").read_text() == "3500.0"
+    assert not (work / "toy-valid-beam4.json").exists()
