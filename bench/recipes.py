@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,7 @@ RECIPES = {
 
 def _run(command, log, skip=False):
     """Runs `command` (logged in `log`) and returns its wall-clock seconds; with `skip`, only logs it."""
-    log.append(" ".join(map(str, command)))
+    log.append(shlex.join(map(str, command)))  # as a shell reads it ('FILE*3' quoted)
     if skip:
         return None
     print("$ " + log[-1], flush=True)
