@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 RUNS = ROOT / "runs"
-# Decoding settings by name: `evaluate` options. The score files are named after them ("beam 4" -> beam4).
+# Decoding settings by name: `evaluate` options. The score files are named after them ("beam4, nr3" ->
+# beam4-nr3), so runs scored before the candidates existed (beam1, beam4) are still read by --reuse.
 DECODINGS = {
     "beam1": ["--beam-size", "1"],
     "beam4": ["--beam-size", "4"],

@@ -127,7 +127,8 @@ def _train(args):
         valid_pairs, valid_stats = read_parallel_corpus(args.valid, **columns)
         print(f"Read {args.valid}: {valid_stats.kept} validation pairs")
     # One SPEC is recorded as a string, as runs trained before --data could repeat were.
-    data = {"train": args.data[0] if len(args.data) == 1 else args.data, "valid": args.valid, "max_pairs": args.max_pairs, **columns}
+    data = {"train": args.data[0] if len(args.data) == 1 else args.data, "valid": args.valid,
+            "max_pairs": args.max_pairs, **columns}
     if settings.strategy != "multi-worker":
         train(args.out, train_pairs, valid_pairs, model_options, settings, data, force=args.force)
         print(f"Run written to {args.out}")
