@@ -69,7 +69,7 @@ RECIPES = {
         # valid and test splits, repeated 3 times an epoch: valid chrF++ 22.2 against 18.6 (tuning table).
         "train": [f"{EN_HI_DOMAINS / 'tatoeba.tsv'}*3", EN_HI_DOMAINS / "mturk.tsv"],
         "tuning_train": DATA / "en-hi" / "train.tsv",  # the first settings' data, which trials change with --data
-        "prepare": lambda work: _split_en_hi_train(),
+        "prepare": _split_en_hi_train,
         "valid": DATA / "en-hi" / "valid.tsv",
         "tests": {"test-tatoeba": DATA / "en-hi" / "test-tatoeba.tsv",
                   "flores200-devtest": DATA / "en-hi" / "flores200-devtest.tsv"},
@@ -112,16 +112,30 @@ def _option_pairs(options: list[str]) -> dict[str, str | None]:
     return {pair[0]: pair[1] if len(pair) > 1 else None for pair in option_pairs([str(o) for o in options])}
 
 
+def _train_specs(recipe: dict) -> list:
+    """The recipe's `--data` SPECs (one path or a list of them)."""
+    return recipe["train"] if isinstance(recipe["train"], list) else [recipe["train"]]
+
+
+def _decodings(recipe: dict) -> list[str]:
+    return recipe.get("decodings", DEFAULT_DECODINGS)
+
+
 def _data_key(specs) -> list[tuple[Path, int]]:
+    """Each SPEC as (its resolved path, its repeat count), so that relative and absolute paths compare equal."""
     from keras_transformer.corpus import split_repeat
 
-    return [(lambda name, times: ((ROOT / name).resolve(), times))(*split_repeat(str(spec))) for spec in specs]
+    key = []
+    for spec in specs:
+        name, times = split_repeat(str(spec))
+        key.append(((ROOT / name).resolve(), times))
+    return key
 
 
 def adopt_trial(name: str, trial: str, work: Path, tuning_work: Path) -> None:
     """Takes a finished tuning trial's run as the recipe's training (so an hour is not spent twice),
     after checking that it was trained with exactly the recipe's data and options."""
-    from bench.tuning import read_trials, row_changes, trial_options
+    from bench.tuning import read_trials, row_changes, trial_data, trial_options
 
     recipe = RECIPES[name]
     row = next((t for t in read_trials(name) if t["name"] == trial), None)
@@ -130,9 +144,8 @@ def adopt_trial(name: str, trial: str, work: Path, tuning_work: Path) -> None:
     set_flags, unset, data = row_changes(row)
     trained = _option_pairs(trial_options(recipe, set_flags, unset, row["minutes"]))
     wanted = _option_pairs(recipe["options"])
-    train_data = recipe["train"] if isinstance(recipe["train"], list) else [recipe["train"]]
     differences = sorted(k for k in trained.keys() | wanted.keys() if trained.get(k, "-") != wanted.get(k, "-"))
-    if differences or _data_key(data or [recipe.get("tuning_train", recipe["train"])]) != _data_key(train_data):
+    if differences or _data_key(trial_data(recipe, data)) != _data_key(_train_specs(recipe)):
         raise SystemExit(f"--from-trial {trial}: trained with other settings than the recipe's "
                          f"(options {differences}, data {data}); run the recipe in full instead")
     source, target = tuning_work / f"{name}-trial-{trial}", work / f"{name}-run"
@@ -141,7 +154,7 @@ def adopt_trial(name: str, trial: str, work: Path, tuning_work: Path) -> None:
     shutil.copytree(source, target)
     (work / f"{name}-train-seconds.json").write_text(json.dumps(row["wall_seconds"]))
     (work / f"{name}-trained-as.json").write_text(json.dumps(trial))
-    for stale in [*work.glob(f"{name}-*.json*")]:  # scores of an earlier bundle
+    for stale in work.glob(f"{name}-*.json"):  # scores of an earlier bundle
         if stale.name not in (f"{name}-train-seconds.json", f"{name}-trained-as.json"):
             stale.unlink()
     shutil.rmtree(work / f"{name}-bundle", ignore_errors=True)
@@ -154,7 +167,7 @@ def score_splits(recipe: dict, evaluate) -> tuple[list, str]:
     `evaluate(split, path, decoding)` returns a row `(split, decoding, scores)`; returns all rows, in
     order, and the chosen decoding's name. No test split is read before the choice is made.
     """
-    rows = [evaluate("valid", recipe["valid"], decoding) for decoding in recipe.get("decodings", DEFAULT_DECODINGS)]
+    rows = [evaluate("valid", recipe["valid"], decoding) for decoding in _decodings(recipe)]
     chosen = max(rows, key=lambda row: row[2]["chrf"])[1]
     for test_name, path in recipe["tests"].items():
         rows += [evaluate(test_name, path, decoding) for decoding in dict.fromkeys([*DEFAULT_DECODINGS, chosen])]
@@ -167,10 +180,9 @@ def run_recipe(name: str, work: Path, reuse=False):
     cli = [sys.executable, "-m", "keras_transformer.cli"]
     run_dir, bundle = work / f"{name}-run", work / f"{name}-bundle"
     commands = []
-    train_data = recipe["train"] if isinstance(recipe["train"], list) else [recipe["train"]]
     if "prepare" in recipe:  # derived training files (under runs/), written before training
-        recipe["prepare"](work)
-    train_command = [*cli, "train", *(item for spec in train_data for item in ("--data", spec)),
+        recipe["prepare"]()
+    train_command = [*cli, "train", *(item for spec in _train_specs(recipe) for item in ("--data", spec)),
                      "--valid", recipe["valid"], "--out", run_dir, *recipe["options"]]
     wall_clock = work / f"{name}-train-seconds.json"  # so that --reuse can still report it
     seconds = _run(train_command, commands, skip=reuse and wall_clock.is_file())
@@ -185,7 +197,7 @@ def run_recipe(name: str, work: Path, reuse=False):
              skip=reuse and scores_path.is_file())
         return split, decoding, json.loads(scores_path.read_text())
 
-    candidates = recipe.get("decodings", DEFAULT_DECODINGS)
+    candidates = _decodings(recipe)
     rows, chosen = score_splits(recipe, evaluate)
     from keras_transformer.run_dir import RunDir  # imports Keras: only once the commands have run
 

@@ -53,6 +53,11 @@ def trial_options(spec: dict, set_flags, unset, minutes: float) -> list[str]:
                                      ["--keep-best", "chrf"], ["--score-validation"]], ["--score-max-pairs"])
 
 
+def trial_data(spec: dict, data: list[str] | None) -> list:
+    """A trial's `--data` SPECs: its own, else the recipe's first settings' data."""
+    return data or [spec.get("tuning_train", spec["train"])]
+
+
 def row_changes(row: dict) -> tuple[list[list[str]], list[str], list[str] | None]:
     """A logged trial's (set_flags, unset, data) as `run_trial` took them."""
     set_flags = [c.split(" ") for c in row["changes"] if not c.startswith(("no ", "--data "))]
@@ -76,7 +81,7 @@ def run_trial(recipe: str, name: str, minutes: float, set_flags, unset, work: Pa
     spec = RECIPES[recipe]
     options = trial_options(spec, set_flags, unset, minutes)
     run_dir = work / f"{recipe}-trial-{name}"
-    data_options = [item for one in (data or [spec.get("tuning_train", spec["train"])]) for item in ("--data", str(one))]
+    data_options = [item for one in trial_data(spec, data) for item in ("--data", str(one))]
     command = [sys.executable, "-m", "keras_transformer.cli", "train", *data_options,
                "--valid", str(spec["valid"]), "--out", str(run_dir), "--force", *options]
     print("$ " + " ".join(command), flush=True)

@@ -206,9 +206,6 @@ def test_demo_uses_the_demo_corpus_train_split(monkeypatch):
     assert stats == CorpusStats(read=3, kept=2, skipped_empty=1, skipped_too_long=0)
 
 
-# ---------------------------------------------------------------------------- write_tsv
-
-
 # ---------------------------------------------------------------------------- several SPECs, repeats
 
 
@@ -230,6 +227,9 @@ def test_repeat_suffix_forms_and_errors(tmp_path):
         split_repeat("a.tsv*0")
     with pytest.raises(ValueError, match="expected a corpus SPEC"):  # not a count: the whole string is the SPEC
         read_corpora(["a.tsv*x"])
+
+
+# ---------------------------------------------------------------------------- write_tsv
 
 
 def test_write_tsv_round_trip(tmp_path):
