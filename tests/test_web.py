@@ -364,6 +364,49 @@ def test_page_ui_streams_the_translation_and_draws_cross_attention(page, python_
         np.testing.assert_allclose(got, keras_cross[layer][:, : got.shape[1]], atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def web_int8_bundle(web_run):
+    """web_run's int8 bundle, every weight int8 (the real size threshold, 2^17 elements, is for wider
+    models than web_run's d_model 64: lowered here as in tests/test_int8_batch_invariance.py) in the
+    default form, row int8."""
+    from keras_transformer.export import quantize
+    from keras_transformer.export.exporter import export_bundle
+
+    out = web_run.parent / "bundle-int8"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", 64 * 64)
+        patch.setattr(quantize, "ROW_INT8_MIN_ELEMENTS", 64 * 64)
+        export_bundle(web_run, out, int8=True, log=_quiet)
+    return out
+
+
+def test_page_translates_an_int8_bundle_like_python(browser, web_int8_bundle, held_out_texts):
+    """The --int8 bundle's row int8 (onnxruntime's MatMulIntegerToFloat, exact integer sums) runs in
+    onnxruntime-web too and gives Python's tokens. (MatMulNBits, the measured alternative that
+    `quantize.ROW_INT8_MIN_ELEMENTS` can select, does not: onnxruntime-web 1.30 rounds it differently
+    from native onnxruntime, by up to 0.02 on outputs of magnitude 5.)"""
+    import onnx
+
+    from keras_transformer.serve import bundle_format as fmt
+    from keras_transformer.serve.translator import Translator
+    from keras_transformer.serve.web_server import start_web_server
+
+    op_types = {node.op_type for node in onnx.load(web_int8_bundle / fmt.DECODER_FILE).graph.node}
+    assert "MatMulIntegerToFloat" in op_types and "MatMulNBits" not in op_types
+    python_translator = Translator(web_int8_bundle)
+    with start_web_server(web_int8_bundle) as server:
+        page = _open_page(browser, server.url)
+        page.evaluate("kt.ready")
+        for beam_size in (1, BEAM):
+            expected = python_translator.translate(held_out_texts, beam_size=beam_size)
+            assert len(set(expected)) > len(expected) // 2
+            got = _translate_all(page, held_out_texts, beamSize=beam_size, maxLength=None)
+            mismatches = [(t, e, g) for t, e, g in zip(held_out_texts, expected, got) if e != g]
+            assert not mismatches, f"int8, beam {beam_size}: {len(mismatches)} of {len(held_out_texts)} differ, e.g. {mismatches[0]}"
+        assert page.errors == [] and page.outside == []
+        page.close()
+
+
 def _bundle_copy(tiny_bundle, tmp_path, name):
     copy = tmp_path / name
     shutil.copytree(tiny_bundle, copy)
