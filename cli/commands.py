@@ -63,6 +63,9 @@ def _add_train_parser(commands):
     p.add_argument("--dropout", type=float)
     p.add_argument("--max-source-length", type=int, help="in tokens, EOS included")
     p.add_argument("--max-target-length", type=int, help="in tokens, EOS included")
+    p.add_argument("--max-train-length", type=int, metavar="N",
+                   help="leave pairs of more than N tokens (either side, EOS included) out of training, while the "
+                        "model reads up to --max-source-length (e.g. train on short pairs, translate long inputs whole)")
     p.add_argument("--norm-first", action="store_true", help="pre-norm instead of the paper's post-norm")
     p.add_argument("--activation", choices=["relu", "gelu"])
     p.add_argument("--no-tie-output-embedding", action="store_true", help="a separate pre-softmax matrix")

@@ -15,7 +15,8 @@
 - `score_validation` (on with keep_best bleu/chrf) adds `val_bleu` and `val_chrf` to history.csv.
 - `bpe_dropout` re-segments the training data each epoch with BPE-dropout; the saved tokenizers
   (export, inference) stay deterministic. `shared_vocab`: one tokenizer for both sides (with
-  `ModelOptions.share_embeddings`, one embedding too).
+  `ModelOptions.share_embeddings`, one embedding too). `max_train_length` leaves long pairs out of
+  training without lowering the model's max lengths (sinusoidal positions cost no weights).
 
 What is saved where, and why an interruption loses nothing (epoch K ends; BackupAndRestore's
 checkpoint of epoch K in RUN/backup is the commit point):
@@ -75,6 +76,11 @@ class TrainingSettings:
     score_max_pairs: int | None = None  # score only the first N validation pairs (None: all)
     bpe_dropout: float = 0.0  # BPE-dropout of the training data, re-segmented each epoch (0: off)
     shared_vocab: bool = False  # one tokenizer trained on both sides (source_vocab_size == target_vocab_size)
+    # Pairs with more subwords than this on either side (EOS included) are left out of training and the
+    # validation loss, while the model's max_source/target_length (its positions, and what the Translator
+    # truncates to) may be larger: short pairs train fast, long inputs are still read whole (None: the
+    # model's lengths are the only filter).
+    max_train_length: int | None = None
 
     def __post_init__(self):
         for name in ("epochs", "batch_tokens", "warmup_steps", "source_vocab_size", "target_vocab_size",
@@ -90,6 +96,8 @@ class TrainingSettings:
         if self.patience is not None and (self.patience < 1 or self.keep_best is None):
             raise ValueError(f"patience: expected a positive integer together with keep_best, got patience="
                              f"{self.patience!r} and keep_best={self.keep_best!r}")
+        if self.max_train_length is not None and self.max_train_length < 2:
+            raise ValueError(f"max_train_length: expected 2 or more (a subword and EOS), got {self.max_train_length!r}")
         if self.score_max_pairs is not None and self.score_max_pairs < 1:
             raise ValueError(f"score_max_pairs: expected a positive integer, got {self.score_max_pairs!r}")
         if not 0.0 <= self.bpe_dropout < 1.0:
@@ -354,6 +362,13 @@ def _prepare_run_dir(run: RunDir, request: dict, force: bool, log) -> bool:
     return True
 
 
+def training_lengths(config, settings: TrainingSettings) -> tuple[int, int]:
+    """(source, target): the most subwords, EOS included, of a pair that training reads: the model's
+    max lengths, lowered to `settings.max_train_length` when that is set."""
+    limit = settings.max_train_length or max(config.max_source_length, config.max_target_length)
+    return min(config.max_source_length, limit), min(config.max_target_length, limit)
+
+
 def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: TrainingSettings,
           data_description: dict, force: bool = False, log=print, verbose="auto", extra_callbacks=()):
     """Trains (or resumes) a run in directory `out`; returns the trained `keras.Model`.
@@ -403,11 +418,14 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
                                **dataclasses.asdict(model_options))
     run.write_config({**request, "model": config.to_dict(), "status": "training"})
 
+    source_limit, target_limit = training_lengths(config, settings)
     encode = lambda pairs: pipeline.encode_corpus(  # noqa: E731
-        pairs, source_tokenizer, target_tokenizer, config.max_source_length, config.max_target_length)
+        pairs, source_tokenizer, target_tokenizer, source_limit, target_limit)
     train_corpus = encode(train_pairs)
     log(f"Training pairs: {len(train_corpus)} kept, {train_corpus.skipped_too_long} skipped as longer than "
-        f"{config.max_source_length}/{config.max_target_length} tokens")
+        f"{source_limit}/{target_limit} tokens"
+        + (f" (--max-train-length; the model reads {config.max_source_length}/{config.max_target_length})"
+           if (source_limit, target_limit) != (config.max_source_length, config.max_target_length) else ""))
     strategy = distribution.make_strategy(settings.strategy)
     make_train_data = lambda: pipeline.make_dataset(  # noqa: E731
         train_corpus, settings.batch_tokens, shuffle=True, seed=settings.seed, fixed_shapes=settings.jit_compile)
@@ -415,10 +433,9 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
         dropout_source = with_bpe_dropout(source_tokenizer, settings.bpe_dropout)
         dropout_target = (dropout_source if settings.shared_vocab
                           else with_bpe_dropout(target_tokenizer, settings.bpe_dropout))
-        longest = max(config.max_source_length, config.max_target_length)
+        longest = max(source_limit, target_limit)
         resampled = lambda: pipeline.make_resampled_dataset(  # noqa: E731
-            lambda: pipeline.encode_corpus(train_pairs, dropout_source, dropout_target, config.max_source_length,
-                                           config.max_target_length),
+            lambda: pipeline.encode_corpus(train_pairs, dropout_source, dropout_target, source_limit, target_limit),
             settings.batch_tokens, longest, seed=settings.seed, fixed_shapes=settings.jit_compile)
         steps_per_epoch = resampled()[1]
         make_train_data = lambda: resampled()[0]  # noqa: E731  (endless: steps_per_epoch batches an epoch)

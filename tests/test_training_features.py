@@ -273,6 +273,30 @@ def test_shared_vocab_trains_one_tokenizer_and_ties_the_embeddings(tmp_path, pai
     assert parity["greedy_identical"] == parity["greedy_sentences"] > 0
 
 
+def test_max_train_length_filters_training_pairs_but_keeps_the_models_lengths(tmp_path, pairs):
+    """Training on the pairs of at most 8 tokens with a model that reads 24 is training the 8-token
+    model (the same pairs and batches, and sinusoidal positions are no weights: the same losses, up to
+    float rounding, which the two graphs do not share), and its config says 24."""
+    settings = dict(TINY, epochs=1)
+    logs = []
+    filtered = train(tmp_path / "filtered", pairs, pairs[:40], TINY_MODEL,
+                     TrainingSettings(**settings, max_train_length=8), DATA, log=logs.append, verbose=0)
+    short_model = ModelOptions(**{**TINY_MODEL.__dict__, "max_source_length": 8, "max_target_length": 8})
+    short_logs = []
+    short = train(tmp_path / "short", pairs, pairs[:40], short_model, TrainingSettings(**settings), DATA,
+                  log=short_logs.append, verbose=0)
+    kept = next(line for line in logs if line.startswith("Training pairs"))
+    assert "skipped as longer than 8/8 tokens (--max-train-length; the model reads 24/24)" in kept
+    assert kept.split(" (--max")[0] == next(line for line in short_logs if line.startswith("Training pairs"))
+    assert " 0 skipped" not in kept  # the filter left some pairs out
+    assert RunDir(tmp_path / "filtered").transformer_config().max_source_length == 24
+    assert RunDir(tmp_path / "filtered").read_config()["training"]["max_train_length"] == 8
+    assert [w.shape for w in filtered.get_weights()] == [w.shape for w in short.get_weights()]
+    (got,), (want,) = _history(tmp_path / "filtered"), _history(tmp_path / "short")
+    for key in ("loss", "val_loss"):
+        assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-5)
+
+
 def test_feature_options_are_checked(pairs, tmp_path):
     with pytest.raises(ValueError, match="keep_best: expected one of"):
         TrainingSettings(keep_best="accuracy")
@@ -282,6 +306,8 @@ def test_feature_options_are_checked(pairs, tmp_path):
         TrainingSettings(shared_vocab=True, source_vocab_size=100, target_vocab_size=200)
     with pytest.raises(ValueError, match="bpe_dropout: expected 0 <= value < 1"):
         TrainingSettings(bpe_dropout=1.5)
+    with pytest.raises(ValueError, match=r"max_train_length: expected 2 or more \(a subword and EOS\), got 1"):
+        TrainingSettings(max_train_length=1)
     with pytest.raises(ValueError, match="average_checkpoints: expected a positive integer"):
         TrainingSettings(average_checkpoints=0)
     with pytest.raises(ValueError, match="share_embeddings needs one vocabulary for both sides"):
@@ -295,7 +321,7 @@ def test_feature_options_are_checked(pairs, tmp_path):
 
 def test_a_run_written_before_the_new_settings_still_resumes():
     old = {"training": {k: v for k, v in TrainingSettings(**TINY).__dict__.items()
-                        if k not in ("keep_best", "bpe_dropout", "shared_vocab")},
+                        if k not in ("keep_best", "bpe_dropout", "shared_vocab", "max_train_length")},
            "model_options": {k: v for k, v in TINY_MODEL.__dict__.items() if k != "share_embeddings"}}
     filled = training._with_new_defaults(old)
     assert filled["training"] == TrainingSettings(**TINY).__dict__
@@ -312,10 +338,10 @@ def test_train_command_options(tmp_path, monkeypatch):
     assert commands.main(["train", "--data", str(tmp_path / "d.tsv"), "--valid", str(tmp_path / "d.tsv"), "--out",
                           str(tmp_path / "run"), "--keep-best", "chrf", "--patience", "3", "--average-checkpoints",
                           "4", "--bpe-dropout", "0.1", "--shared-vocab", "--target-vocab-size", "500",
-                          "--score-max-pairs", "7"]) == 0
+                          "--score-max-pairs", "7", "--max-train-length", "16"]) == 0
     settings, options = seen["settings"], seen["model_options"]
     assert (settings.keep_best, settings.patience, settings.average_checkpoints) == ("chrf", 3, 4)
-    assert settings.bpe_dropout == 0.1
+    assert settings.bpe_dropout == 0.1 and settings.max_train_length == 16
     assert settings.shared_vocab and options.share_embeddings and settings.score_max_pairs == 7
     assert settings.source_vocab_size == settings.target_vocab_size == 500  # one size for the shared vocabulary
     assert not settings.score_validation and settings.scores_translations
