@@ -20,7 +20,7 @@ def test_the_longer_run_has_the_same_weights_and_the_same_outputs_for_short_inpu
     rng = np.random.default_rng(0)
     source = rng.integers(4, 50, size=(2, 40))
     target = rng.integers(4, 50, size=(2, 30))
-    np.testing.assert_allclose(after.predict([source, target], verbose=0), before.predict([source, target], verbose=0),
-                               atol=1e-5)
+    feeds = {"source_ids": source, "target_ids": target}
+    np.testing.assert_allclose(after.predict(feeds, verbose=0), before.predict(feeds, verbose=0), atol=1e-5)
     long_source = rng.integers(4, 50, size=(1, 90))  # past the original 48 positions
-    assert np.isfinite(after.predict([long_source, target[:1]], verbose=0)).all()
+    assert np.isfinite(after.predict({"source_ids": long_source, "target_ids": target[:1]}, verbose=0)).all()
