@@ -279,14 +279,19 @@ def test_javascript_unit_tests_pass():
 # ---------------------------------------------------------------------------------------------- browser
 
 
+def _assert_page_translates_like(page, python_translator, texts, what=""):
+    """Greedy and beam BEAM: the page's translations of `texts` equal `python_translator`'s."""
+    for beam_size in (1, BEAM):
+        expected = python_translator.translate(texts, beam_size=beam_size)
+        assert len(set(expected)) > len(expected) // 2  # varied translations, not one repeated string
+        got = _translate_all(page, texts, beamSize=beam_size, maxLength=None)
+        mismatches = [(t, e, g) for t, e, g in zip(texts, expected, got) if e != g]
+        assert not mismatches, f"{what}beam {beam_size}: {len(mismatches)} of {len(texts)} differ, e.g. {mismatches[0]}"
+
+
 def test_page_translates_like_python_greedy_and_beam(page, python_translator, held_out_texts):
     assert len(held_out_texts) >= 50
-    for beam_size in (1, BEAM):
-        expected = python_translator.translate(held_out_texts, beam_size=beam_size)
-        assert len(set(expected)) > len(expected) // 2  # varied translations, not one repeated string
-        got = _translate_all(page, held_out_texts, beamSize=beam_size, maxLength=None)
-        mismatches = [(t, e, g) for t, e, g in zip(held_out_texts, expected, got) if e != g]
-        assert not mismatches, f"beam {beam_size}: {len(mismatches)} of {len(held_out_texts)} differ, e.g. {mismatches[0]}"
+    _assert_page_translates_like(page, python_translator, held_out_texts)
 
 
 def test_page_options_and_blank_text(page, python_translator, held_out_texts):
@@ -393,16 +398,10 @@ def test_page_translates_an_int8_bundle_like_python(browser, web_int8_bundle, he
 
     op_types = {node.op_type for node in onnx.load(web_int8_bundle / fmt.DECODER_FILE).graph.node}
     assert "MatMulIntegerToFloat" in op_types and "MatMulNBits" not in op_types
-    python_translator = Translator(web_int8_bundle)
     with start_web_server(web_int8_bundle) as server:
         page = _open_page(browser, server.url)
         page.evaluate("kt.ready")
-        for beam_size in (1, BEAM):
-            expected = python_translator.translate(held_out_texts, beam_size=beam_size)
-            assert len(set(expected)) > len(expected) // 2
-            got = _translate_all(page, held_out_texts, beamSize=beam_size, maxLength=None)
-            mismatches = [(t, e, g) for t, e, g in zip(held_out_texts, expected, got) if e != g]
-            assert not mismatches, f"int8, beam {beam_size}: {len(mismatches)} of {len(held_out_texts)} differ, e.g. {mismatches[0]}"
+        _assert_page_translates_like(page, Translator(web_int8_bundle), held_out_texts, what="int8, ")
         assert page.errors == [] and page.outside == []
         page.close()
 
