@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.recipes import DECODINGS, _run
+from bench.recipes import DECODINGS, _run, decoding_file_name
 
 DEFAULT_DECODINGS = ["beam1", "beam4, nr3, lp1.5"]  # greedy and the en-hi recipe's choice on valid
 
@@ -58,6 +58,7 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, default=Path("runs/longer-positions"))
     args = parser.parse_args(argv)
     exe = [sys.executable, "-m", "keras_transformer.cli"]
+    decodings = args.decoding or DEFAULT_DECODINGS
     log, runs = [], {"as trained": args.run, f"lengths {args.length}": args.work / "run"}
     write_longer_run(args.run, runs[f"lengths {args.length}"], args.length)
     scores = {}
@@ -65,14 +66,14 @@ def main(argv=None):
         bundle = args.work / f"bundle-{name.replace(' ', '-')}"
         _run([*exe, "export", run, "--out", bundle, "--force"], log)
         for data in args.data:
-            for decoding in args.decoding or DEFAULT_DECODINGS:
-                out = args.work / f"{bundle.name}-{data.stem}-{decoding.replace(', ', '-')}.json"
+            for decoding in decodings:
+                out = args.work / f"{bundle.name}-{data.stem}-{decoding_file_name(decoding)}.json"
                 _run([*exe, "evaluate", bundle, "--data", data, *DECODINGS[decoding], "--json", out], log)
                 scores[name, data.stem, decoding] = json.loads(out.read_text())
     print(f"\n| data | decoding | {' | '.join(f'{n} chrF++ / BLEU' for n in runs)} |")
     print("|---|---|" + "---:|" * len(runs))
     for data in args.data:
-        for decoding in args.decoding or DEFAULT_DECODINGS:
+        for decoding in decodings:
             cells = [f"{scores[n, data.stem, decoding]['chrf']:.2f} / {scores[n, data.stem, decoding]['bleu']:.2f}"
                      for n in runs]
             print(f"| {data.stem} | {decoding} | {' | '.join(cells)} |")

@@ -41,6 +41,11 @@ DECODINGS = {
 DEFAULT_DECODINGS = ["beam1", "beam4"]  # greedy and beam 4 with the defaults (length penalty 1.0)
 
 
+def decoding_file_name(decoding: str) -> str:
+    """The part of a score file's name that names a decoding: "beam4, nr3" -> "beam4-nr3"."""
+    return decoding.replace(" ", "").replace(",", "-")
+
+
 EN_HI_DOMAINS = RUNS / "data" / "en-hi-domains"
 
 
@@ -192,7 +197,7 @@ def run_recipe(name: str, work: Path, reuse=False):
     _run([*cli, "export", run_dir, "--out", bundle, "--force"], commands, skip=reuse and bundle.is_dir())
 
     def evaluate(split, path, decoding):
-        scores_path = work / f"{name}-{split}-{decoding.replace(' ', '').replace(',', '-')}.json"
+        scores_path = work / f"{name}-{split}-{decoding_file_name(decoding)}.json"
         _run([*cli, "evaluate", bundle, "--data", path, *DECODINGS[decoding], "--json", scores_path], commands,
              skip=reuse and scores_path.is_file())
         return split, decoding, json.loads(scores_path.read_text())
