@@ -28,16 +28,31 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 RUNS = ROOT / "runs"
-# Decoding settings by name: `evaluate` options. The score files are named after them ("beam4, nr3" ->
+# Decoding settings by name: "beam8, nr2, lp1.5" is `evaluate --beam-size 8 --no-repeat-ngram-size 2
+# --length-penalty 1.5` (`decoding_options`). The score files are named after them ("beam4, nr3" ->
 # beam4-nr3), so runs scored before the candidates existed (beam1, beam4) are still read by --reuse.
-DECODINGS = {
-    "beam1": ["--beam-size", "1"],
-    "beam4": ["--beam-size", "4"],
-    "beam4, lp1.5": ["--beam-size", "4", "--length-penalty", "1.5"],
-    "beam4, nr3": ["--beam-size", "4", "--no-repeat-ngram-size", "3"],
-    "beam4, rp1.2": ["--beam-size", "4", "--repetition-penalty", "1.2"],
-    "beam4, nr3, lp1.5": ["--beam-size", "4", "--no-repeat-ngram-size", "3", "--length-penalty", "1.5"],
-}
+DECODING_PARTS = {"beam": "--beam-size", "lp": "--length-penalty", "nr": "--no-repeat-ngram-size",
+                  "rp": "--repetition-penalty"}
+
+
+def decoding_options(decoding: str) -> list[str]:
+    """A decoding's name -> `evaluate` options: "beam4, nr3, lp1.5" -> [--beam-size 4, ...]."""
+    options = []
+    for part in decoding.split(", "):
+        prefix = part.rstrip("0123456789.")
+        if prefix not in DECODING_PARTS or prefix == part:
+            raise ValueError(f"decoding {decoding!r}: unknown part {part!r} (expected beamN, lpX, nrN or rpX)")
+        options += [DECODING_PARTS[prefix], part[len(prefix):]]
+    return options
+
+
+# en-hi, 2026-12-03: wider beams, other n-gram sizes and penalties around its first choice (beam4, nr3, lp1.5)
+EN_HI_MORE_DECODINGS = [
+    "beam4, nr2, lp1.5", "beam4, nr4, lp1.5", "beam4, nr3, lp2.0", "beam4, lp2.0", "beam4, nr3, lp1.5, rp1.1",
+    "beam6, nr3, lp1.5", "beam8, nr3, lp1.5", "beam8, nr3, lp2.0", "beam8, nr2", "beam8, nr2, lp1.5",
+    "beam8, nr2, lp1.5, rp1.1", "beam12, nr2, lp1.5", "beam16, nr2, lp1.5"]
+DECODINGS = {name: decoding_options(name) for name in (
+    "beam1", "beam4", "beam4, lp1.5", "beam4, nr3", "beam4, rp1.2", "beam4, nr3, lp1.5", *EN_HI_MORE_DECODINGS)}
 DEFAULT_DECODINGS = ["beam1", "beam4"]  # greedy and beam 4 with the defaults (length penalty 1.0)
 
 
@@ -95,7 +110,8 @@ RECIPES = {
                     "--source-vocab-size", "4000", "--target-vocab-size", "4000",
                     "--keep-best", "chrf", "--average-checkpoints", "5", "--score-validation"],
         # Its outputs repeat words: the candidates that ban or penalize repeats (chosen on valid, as above).
-        "decodings": [*DEFAULT_DECODINGS, "beam4, lp1.5", "beam4, nr3", "beam4, rp1.2", "beam4, nr3, lp1.5"],
+        "decodings": [*DEFAULT_DECODINGS, "beam4, lp1.5", "beam4, nr3", "beam4, rp1.2", "beam4, nr3, lp1.5",
+                      *EN_HI_MORE_DECODINGS],
     },
 }
 
@@ -159,8 +175,12 @@ def adopt_trial(name: str, trial: str, work: Path, tuning_work: Path) -> None:
     shutil.copytree(source, target)
     (work / f"{name}-train-seconds.json").write_text(json.dumps(row["wall_seconds"]))
     (work / f"{name}-trained-as.json").write_text(json.dumps(trial))
+    kept = {f"{name}-train-seconds.json", f"{name}-trained-as.json"}
+    if "machine" in row:  # trials logged since this field exists say where they trained
+        (work / f"{name}-train-machine.json").write_text(json.dumps(row["machine"]))
+        kept.add(f"{name}-train-machine.json")
     for stale in work.glob(f"{name}-*.json"):  # scores of an earlier bundle
-        if stale.name not in (f"{name}-train-seconds.json", f"{name}-trained-as.json"):
+        if stale.name not in kept:
             stale.unlink()
     shutil.rmtree(work / f"{name}-bundle", ignore_errors=True)
 
@@ -191,8 +211,10 @@ def run_recipe(name: str, work: Path, reuse=False):
                      "--valid", recipe["valid"], "--out", run_dir, *recipe["options"]]
     wall_clock = work / f"{name}-train-seconds.json"  # so that --reuse can still report it
     seconds = _run(train_command, commands, skip=reuse and wall_clock.is_file())
+    trained_on = work / f"{name}-train-machine.json"
     if seconds is not None:
         wall_clock.write_text(json.dumps(seconds))
+        trained_on.write_text(json.dumps(cpu_model()))
     train_seconds = json.loads(wall_clock.read_text())
     _run([*cli, "export", run_dir, "--out", bundle, "--force"], commands, skip=reuse and bundle.is_dir())
 
@@ -212,9 +234,15 @@ def run_recipe(name: str, work: Path, reuse=False):
     trained_as = work / f"{name}-trained-as.json"
     fit_minutes = sum(float(row["seconds"]) for row in history) / 60
     best = min(history, key=lambda row: float(row["val_loss"])) if "val_loss" in history[0] else None
+    # Same-named machines differed 3x in training speed (AVX-512 or not: bench.common.cpu_model), so the
+    # training's machine is said apart from the one that wrote the tables when they differ.
+    training_machine = json.loads(trained_on.read_text()) if trained_on.is_file() else None
+    machine_note = ("" if training_machine == cpu_model() else
+                    f"; trained on {training_machine}" if training_machine else
+                    "; the training's machine was not recorded and may differ")
     lines = [f"# {recipe['title']}", "", f"Produced by `python -m bench.recipes {name}` on {time.strftime('%Y-%m-%d')}; "
              f"machine: {cpu_model()}, {available_cores()} cores available to the run"
-             f"{threads_note}, Python {platform.python_version()}.", "",
+             f"{threads_note}, Python {platform.python_version()}{machine_note}.", "",
              f"Training: {len(history)} epochs, {fit_minutes:.1f} minutes in `model.fit` (the sum of history.csv's "
              f"`seconds`, validation included); the whole `train` command took {train_seconds / 60:.1f} minutes of "
              "wall clock (reading data and training the tokenizers included)."

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.common import cpu_model
 from bench.recipes import RECIPES, ROOT
 
 
@@ -98,7 +99,7 @@ def run_trial(recipe: str, name: str, minutes: float, set_flags, unset, work: Pa
            "epochs": len(history), "best_epoch": int(best["epoch"]),
            "valid_chrf": round(float(best["val_chrf"]), 2), "valid_bleu": round(float(best["val_bleu"]), 2),
            "lowest_valid_loss": round(min(float(row["val_loss"]) for row in history), 3),
-           "wall_seconds": round(wall, 1)}
+           "wall_seconds": round(wall, 1), "machine": cpu_model()}
     with tuning_log(recipe).open("a", encoding="utf-8") as log:
         log.write(json.dumps(row, ensure_ascii=False) + "\n")
     return row

@@ -34,6 +34,17 @@ def test_every_decoding_a_recipe_names_is_defined():
         assert set(recipe.get("decodings", recipes.DEFAULT_DECODINGS)) <= set(recipes.DECODINGS)
 
 
+def test_a_decodings_name_gives_its_evaluate_options():
+    import pytest
+
+    assert recipes.decoding_options("beam8, nr2, lp1.5, rp1.1") == [
+        "--beam-size", "8", "--no-repeat-ngram-size", "2", "--length-penalty", "1.5", "--repetition-penalty", "1.1"]
+    assert recipes.decoding_options("beam1") == ["--beam-size", "1"]
+    for bad in ("beam", "beam4,nr3", "top5", "beam4, temp0.7"):
+        with pytest.raises(ValueError, match="unknown part"):
+            recipes.decoding_options(bad)
+
+
 def _log_trials(tmp_path, monkeypatch, rows):
     import json
 
