@@ -46,14 +46,15 @@ def decoding_options(decoding: str) -> list[str]:
     return options
 
 
-# en-hi, 2026-12-03: wider beams, other n-gram sizes and penalties around its first choice (beam4, nr3, lp1.5)
-EN_HI_MORE_DECODINGS = [
+DEFAULT_DECODINGS = ["beam1", "beam4"]  # greedy and beam 4 with the defaults (length penalty 1.0)
+# en-hi's outputs repeat words: the candidates that ban or penalize repeats, then (2026-12-03) wider
+# beams, other n-gram sizes and penalties around the first choice among them (beam4, nr3, lp1.5)
+EN_HI_DECODINGS = [
+    "beam4, lp1.5", "beam4, nr3", "beam4, rp1.2", "beam4, nr3, lp1.5",
     "beam4, nr2, lp1.5", "beam4, nr4, lp1.5", "beam4, nr3, lp2.0", "beam4, lp2.0", "beam4, nr3, lp1.5, rp1.1",
     "beam6, nr3, lp1.5", "beam8, nr3, lp1.5", "beam8, nr3, lp2.0", "beam8, nr2", "beam8, nr2, lp1.5",
     "beam8, nr2, lp1.5, rp1.1", "beam12, nr2, lp1.5", "beam16, nr2, lp1.5"]
-DECODINGS = {name: decoding_options(name) for name in (
-    "beam1", "beam4", "beam4, lp1.5", "beam4, nr3", "beam4, rp1.2", "beam4, nr3, lp1.5", *EN_HI_MORE_DECODINGS)}
-DEFAULT_DECODINGS = ["beam1", "beam4"]  # greedy and beam 4 with the defaults (length penalty 1.0)
+DECODINGS = {name: decoding_options(name) for name in (*DEFAULT_DECODINGS, *EN_HI_DECODINGS)}
 
 
 def decoding_file_name(decoding: str) -> str:
@@ -109,9 +110,7 @@ RECIPES = {
                     "--label-smoothing", "0.1", "--warmup-steps", "800", "--learning-rate-scale", "0.7",
                     "--source-vocab-size", "4000", "--target-vocab-size", "4000",
                     "--keep-best", "chrf", "--average-checkpoints", "5", "--score-validation"],
-        # Its outputs repeat words: the candidates that ban or penalize repeats (chosen on valid, as above).
-        "decodings": [*DEFAULT_DECODINGS, "beam4, lp1.5", "beam4, nr3", "beam4, rp1.2", "beam4, nr3, lp1.5",
-                      *EN_HI_MORE_DECODINGS],
+        "decodings": [*DEFAULT_DECODINGS, *EN_HI_DECODINGS],  # chosen on valid, as above
     },
 }
 
@@ -211,10 +210,10 @@ def run_recipe(name: str, work: Path, reuse=False):
                      "--valid", recipe["valid"], "--out", run_dir, *recipe["options"]]
     wall_clock = work / f"{name}-train-seconds.json"  # so that --reuse can still report it
     seconds = _run(train_command, commands, skip=reuse and wall_clock.is_file())
-    trained_on = work / f"{name}-train-machine.json"
+    trained_on, machine = work / f"{name}-train-machine.json", cpu_model()
     if seconds is not None:
         wall_clock.write_text(json.dumps(seconds))
-        trained_on.write_text(json.dumps(cpu_model()))
+        trained_on.write_text(json.dumps(machine))
     train_seconds = json.loads(wall_clock.read_text())
     _run([*cli, "export", run_dir, "--out", bundle, "--force"], commands, skip=reuse and bundle.is_dir())
 
@@ -234,14 +233,13 @@ def run_recipe(name: str, work: Path, reuse=False):
     trained_as = work / f"{name}-trained-as.json"
     fit_minutes = sum(float(row["seconds"]) for row in history) / 60
     best = min(history, key=lambda row: float(row["val_loss"])) if "val_loss" in history[0] else None
-    # Same-named machines differed 3x in training speed (AVX-512 or not: bench.common.cpu_model), so the
-    # training's machine is said apart from the one that wrote the tables when they differ.
+    # the training's machine, where it is not this one (bench.common.cpu_model: same-named CPUs differ)
     training_machine = json.loads(trained_on.read_text()) if trained_on.is_file() else None
-    machine_note = ("" if training_machine == cpu_model() else
+    machine_note = ("" if training_machine == machine else
                     f"; trained on {training_machine}" if training_machine else
                     "; the training's machine was not recorded and may differ")
     lines = [f"# {recipe['title']}", "", f"Produced by `python -m bench.recipes {name}` on {time.strftime('%Y-%m-%d')}; "
-             f"machine: {cpu_model()}, {available_cores()} cores available to the run"
+             f"machine: {machine}, {available_cores()} cores available to the run"
              f"{threads_note}, Python {platform.python_version()}{machine_note}.", "",
              f"Training: {len(history)} epochs, {fit_minutes:.1f} minutes in `model.fit` (the sum of history.csv's "
              f"`seconds`, validation included); the whole `train` command took {train_seconds / 60:.1f} minutes of "
