@@ -1,6 +1,7 @@
-"""Benchmarks that compare in one run: `python -m bench` (or `make bench`) writes bench/RESULTS.md.
+"""Benchmarks that compare in one run, and the real-data recipes (bench/README.md).
 
-Modules: `decoding` (speed of onnxruntime vs Keras decoding loops), `training` (model.fit
-throughput of our layers vs Keras' own, FLOP/s vs a numpy matmul peak), `footprint` (cold start,
-resident memory, bundle sizes). `python -m bench --smoke` runs them all on a tiny model in seconds.
+`python -m bench` (or `make bench`) runs the suite, `decoding`, `training`, `footprint` and `load`
+(`--only ctranslate2` adds CTranslate2 on the same weights), and writes bench/RESULTS.md;
+`python -m bench --smoke` runs it on a tiny model in seconds. `python -m bench.recipes NAME` trains,
+exports and evaluates a recipe on real data. Finished one-off A/B comparisons live in experiments/.
 """

@@ -417,7 +417,8 @@ def report(results: list[ModelResult], sizes: Sizes) -> str:
     columns = [(1, "fp32", "-"), (1, "int8", "-"), (beam, "fp32", "0"), (beam, "int8", "0"),
                (beam, "fp32", "default"), (beam, "int8", "default")]
     header = ["model", "threads", "batch", "greedy fp32", "greedy int8", f"beam {beam} fp32, α = 0",
-              f"beam {beam} int8, α = 0", f"beam {beam} fp32, default penalties", f"beam {beam} int8, default penalties"]
+              f"beam {beam} int8, α = 0", f"beam {beam} fp32, default penalties",
+              f"beam {beam} int8, default penalties"]
     rows = []
     for result in results:
         configs = list(dict.fromkeys(c for c, _ in result.timings))

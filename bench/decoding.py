@@ -195,7 +195,7 @@ def streamed_weights(onnx_path) -> tuple[int, int]:
     """(bytes, 2-D elements) of the weights a decoding step reads whole, whatever their type (fp32 or
     int8): every initializer but embedding tables that only a Gather uses (a Gather reads one row per
     token; a tied output projection is a separate, transposed copy). Each 2-D element is 2 matmul
-    FLOPs per decoded token (the int8 graphs' packed 3-D weights count alike)."""
+    FLOPs per decoded token (the int8 graphs' (K, N) weights count alike)."""
     import onnx
     from onnx import helper
 
@@ -204,8 +204,7 @@ def streamed_weights(onnx_path) -> tuple[int, int]:
     weights = [tensor for tensor in graph.initializer if tensor.name in read_whole]
     size = sum(int(np.prod(t.dims, dtype=np.int64)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
                for t in weights)
-    # int8 weights: row int8 (K, N); MatMulNBits (N, K blocks, block): K x N elements, padded to whole blocks
-    return size, sum(int(np.prod(t.dims)) for t in weights if len(t.dims) in (2, 3))
+    return size, sum(int(np.prod(t.dims)) for t in weights if len(t.dims) == 2)
 
 
 class TimedSession:
@@ -480,8 +479,9 @@ def run(ctx: Context) -> str:
         "The memory bound assumes every byte comes from DRAM; a share above 100% means part of the weights stayed "
         "in the CPU's caches from one step to the next (a small decoder sits in them entirely).",
         "",
-        markdown_table(["decoder.onnx", "weights read per step (MB)", "memory bound (tokens/s)", "compute bound (tokens/s)",
-                        "measured, batch 1 (tokens/s)", "share of the tighter bound"], bound_rows),
+        markdown_table(["decoder.onnx", "weights read per step (MB)", "memory bound (tokens/s)",
+                        "compute bound (tokens/s)", "measured, batch 1 (tokens/s)", "share of the tighter bound"],
+                       bound_rows),
         "",
         "### Where a decoding step spends its time",
         "",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.recipes import DATA
+from bench.recipe_data import DATA
 from keras_transformer.corpus import normalize_text, read_parallel_corpus, write_tsv
 
 EN_HI = DATA / "en-hi"

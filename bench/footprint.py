@@ -137,8 +137,9 @@ def run(ctx) -> str:
         "",
         f"Fresh subprocesses, median of {repeats} (interleaved); one sentence translated greedily "
         f"({text!r}). Python: spawn → interpreter ready; import: `from keras_transformer.serve import Translator` vs "
-        "`import tensorflow, keras, keras_transformer`; load: `Translator(bundle)` (three onnxruntime sessions: encoder, decoder, generate; "
-        "tokenizers, sha256 checks) vs `keras.saving.load_model` + tokenizers; first translation: includes "
+        "`import tensorflow, keras, keras_transformer`; load: `Translator(bundle)` (three onnxruntime sessions: "
+        "encoder, decoder, generate; tokenizers, sha256 checks) vs `keras.saving.load_model` + tokenizers; "
+        "first translation: includes "
         "`tf.function` tracing on the Keras side. Memory from /proc/self/status after the first translation.",
         "",
         markdown_table(["process", "Python start (ms)", "import (s)", "load (s)", "first translation (s)",

@@ -23,7 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.recipes import DECODINGS, _run, decoding_file_name
+from bench.recipe_data import DECODINGS, decoding_file_name
+from bench.recipes import _run
 
 DEFAULT_DECODINGS = ["beam1", "beam4, nr3, lp1.5"]  # greedy and the en-hi recipe's choice on valid
 
@@ -39,7 +40,8 @@ def write_longer_run(run_dir: Path, out: Path, length: int):
     shutil.copytree(run_dir, out, ignore=shutil.ignore_patterns("backup", "epochs"))
     run = RunDir(out)
     model = run.load_model()
-    longer = build_transformer(dataclasses.replace(config_of(model), max_source_length=length, max_target_length=length))
+    longer = build_transformer(dataclasses.replace(config_of(model), max_source_length=length,
+                                                   max_target_length=length))
     longer.set_weights(model.get_weights())  # same shapes: the positional encodings are no weights
     config = {k: v for k, v in run.read_config().items() if k != "run_format_version"}
     for key in ("model", "model_options"):

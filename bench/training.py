@@ -168,7 +168,8 @@ def run(ctx: Context) -> str:
                      f"{100 * achieved / peak:.0f}%", f"{100 * achieved / tf_peak:.0f}%",
                      fmt_ratio(reference[jit] / seconds)])
     ours = {jit: seconds for name, jit, seconds, _ in results if name.startswith("ours")}
-    median = {(name.startswith("ours"), jit): float(np.median(times)) for (name, _, jit), times in zip(variants, epochs)}
+    median = {(name.startswith("ours"), jit): float(np.median(times))
+              for (name, _, jit), times in zip(variants, epochs)}
     median_ratio = {jit: median[(False, jit)] / median[(True, jit)] for jit in jit_settings}  # Keras' / ours
     goals = [[f"our layers at least as fast as Keras' own, jit_compile={jit}", "≥ 1.0×",
               f"{reference[jit] / ours[jit]:.3f}×", pass_fail(reference[jit] / ours[jit] >= 1.0),

@@ -3,11 +3,13 @@
     python -m bench.tuning en-hi base --minutes 12
     python -m bench.tuning en-hi lr1.5 --minutes 12 learning-rate-scale=1.5 warmup-steps=400
     python -m bench.tuning en-hi short --base lr1.5 max-target-length=48 norm-first no:bpe-dropout
-    python -m bench.tuning en-hi tatoeba3 --data 'runs/data/en-hi-domains/tatoeba.tsv*3' --data runs/data/en-hi-domains/mturk.tsv
+    python -m bench.tuning en-hi tatoeba3 --data 'runs/data/en-hi-domains/tatoeba.tsv*3' \
+        --data runs/data/en-hi-domains/mturk.tsv
 
 A trial is the recipe's `train` options with some of them changed (`flag=value`, `flag` for a
-switch, `no:flag` to remove one; `--base TRIAL` starts from another trial's changes), trained for a fixed time budget with the validation split translated
-(greedy) after every epoch. Its result is the best epoch's validation chrF++ and BLEU (greedy) and the lowest validation loss; it is appended
+switch, `no:flag` to remove one; `--base TRIAL` starts from another trial's changes), trained for a
+fixed time budget with the validation split translated (greedy) after every epoch. Its result is
+the best epoch's validation chrF++ and BLEU (greedy) and the lowest validation loss; it is appended
 to bench/tuning-<recipe>.jsonl, which `python -m bench.recipes` prints as the tuning table. Test
 splits are never read here.
 """
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 from bench.common import cpu_model
-from bench.recipes import RECIPES, ROOT
+from bench.recipe_data import RECIPES, ROOT
 
 
 def option_pairs(options: list[str]) -> list[list[str]]:

@@ -4,7 +4,7 @@
         [--threads 1 2] [--out bench/RESULTS-web.md]
 
 Both translate one sentence at a time (batch 1), greedy and beam 4; after a warm-up pass over all the
-sentences (V8 and WebAssembly compile hot code in tiers: the page's first pass is 2-5x slower), the
+sentences (V8 and WebAssembly compile hot code in tiers: the page's first pass is much slower), the
 best (least total time) of `--passes` passes is kept, as bench/decoding.py does:
 - the page: `keras-transformer web`'s page in headless Chromium (Debian's chromium driven by
   Playwright), timed inside the page with performance.now() (`kt.translateDetailed`), so the
@@ -153,15 +153,19 @@ def main(argv=None):
         "# The browser page against Python: decoding speed",
         "",
         f"`python -m bench.web_speed --bundle {args.bundle} --sentences {args.sentences} --n {args.n} "
-        f"--threads {' '.join(map(str, args.threads))} --passes {args.passes}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"--threads {' '.join(map(str, args.threads))} --passes {args.passes}` "
+        f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
         f"(load average {os.getloadavg()[0]:.1f} at the end); "
         f"{platform.processor() or platform.machine()}, {_cpus()} CPUs; Chromium {versions['chromium']}, "
-        f"onnxruntime-web {versions['onnxruntime-web']} (WebAssembly, SIMD), Python onnxruntime {onnxruntime.__version__} (1 thread).",
+        f"onnxruntime-web {versions['onnxruntime-web']} (WebAssembly, SIMD), "
+        f"Python onnxruntime {onnxruntime.__version__} (1 thread).",
         "",
-        f"{len(texts)} held-out sentences, one at a time (batch 1), best of {args.passes} passes after a warm-up pass. Tokens include EOS; "
+        f"{len(texts)} held-out sentences, one at a time (batch 1), best of {args.passes} passes after a warm-up "
+        "pass. Tokens include EOS; "
         "first token = tokenize + encoder + first decoder step.",
         "",
-        "| engine | search | tokens/s | sentences/s | first token (median) | p50 / p95 per sentence | same output as Python |",
+        "| engine | search | tokens/s | sentences/s | first token (median) | p50 / p95 per sentence "
+        "| same output as Python |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for beam in (1, BEAM):
@@ -174,7 +178,8 @@ def main(argv=None):
                          f"{summary['sentences_per_s']:.1f} | {summary['first_ms']:.1f} ms | "
                          f"{summary['p50_ms']:.1f} / {summary['p95_ms']:.1f} ms | {same}/{len(outputs)} |")
     for beam in (1, BEAM):
-        ratio = results[("python", 1, beam)][0]["tokens_per_s"] / results[("page", args.threads[0], beam)][0]["tokens_per_s"]
+        page_summary = results[("page", args.threads[0], beam)][0]
+        ratio = results[("python", 1, beam)][0]["tokens_per_s"] / page_summary["tokens_per_s"]
         lines.append(f"\n{'Greedy' if beam == 1 else f'Beam {beam}'}: Python is {ratio:.1f}x the page's tokens/s "
                      f"({args.threads[0]} thread).")
     page_total, wire_total = sum(page_bytes.values()), sum(wire_bytes.values())

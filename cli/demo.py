@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from keras_transformer.run_dir import RunDir, RunDirError
 from keras_transformer.config import ModelOptions
+from keras_transformer.run_dir import RunDir, RunDirError
 from keras_transformer.training import TrainingSettings
+
+from .tensorflow_import import import_tensorflow_quietly
 
 DEMO_SEED = 0
 DEMO_TEST_PAIRS = 500
@@ -33,7 +35,18 @@ def _is_previous_demo(run: RunDir) -> bool:
         return False
 
 
+def add_parsers(commands) -> None:
+    p = commands.add_parser("demo", help="built-in English→Hindi corpus: train, export, translate, score")
+    p.add_argument("--out", default="runs/demo", help="directory for the run (default: runs/demo)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    return run_demo(args.out)
+
+
 def run_demo(out="runs/demo") -> int:
+    import_tensorflow_quietly()
     from keras_transformer.corpus import write_tsv
     from keras_transformer.demo_corpus import generate_demo_corpus
     from keras_transformer.export.exporter import export_bundle

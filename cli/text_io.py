@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from keras_transformer.serve.atomic_files import atomic_write_text
+from keras_transformer.serve.errors import OptionError
 
 
 def one_line(text: str) -> str:
@@ -22,7 +23,7 @@ def read_lines(path) -> list[str]:
     """The lines of UTF-8 file `path`, without line ends ("\\n" or "\\r\\n"); a final newline adds no line."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"--input {path}: expected a text file, got a directory")
+        raise OptionError(f"--input {path}: expected a text file, got a directory")
     if not path.exists():
         raise FileNotFoundError(f"--input {path}: no such file")
     data = path.read_bytes()
@@ -30,7 +31,7 @@ def read_lines(path) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
-        raise ValueError(f"--input {path}: expected UTF-8 text, got an undecodable byte on line {line}") from None
+        raise OptionError(f"--input {path}: expected UTF-8 text, got an undecodable byte on line {line}") from None
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -43,7 +44,7 @@ def stdin_lines():
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"stdin line {number}: expected UTF-8 text, got an undecodable byte") from None
+            raise OptionError(f"stdin line {number}: expected UTF-8 text, got an undecodable byte") from None
         yield line.rstrip("\n").removesuffix("\r")
 
 

@@ -22,12 +22,13 @@ from .onnx_graphs import OPSET, convert_decoder_step, convert_encoder
 from .parity import ParityError, check_parity
 from keras_transformer.serve import bundle_format as fmt
 from keras_transformer.serve.bundle import BundleConfig, sha256_of
+from keras_transformer.serve.errors import KerasTransformerError
 
 PARITY_SENTENCES = 64
 GRAPH_SEARCH_BEAM_SENTENCES = 16  # beam search through the numpy loop is the slow half of that check
 
 
-class ExportError(ValueError):
+class ExportError(KerasTransformerError, ValueError):
     """The export cannot proceed; the message says why."""
 
 
@@ -53,7 +54,7 @@ def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
 
     Uses up to 8 sample pairs; falls back to random ids so the check never runs on nothing.
     """
-    from keras_transformer.serve.translator import encode_sources, pad_batch
+    from keras_transformer.serve.batching import encode_sources, pad_batch
 
     sources, _ = encode_sources(source_tokenizer, [s for s, _ in pairs], config.max_source_length)
     t_limit = config.max_target_length - 1  # decoder inputs: BOS + tokens
@@ -71,15 +72,18 @@ def _add_generation_graph(directory: Path, model_config, sources, log) -> dict:
     Returns config.json's graphs.generate record. Raises ParityError on any difference."""
     import onnx
 
+    from keras_transformer.serve.batching import decode_sources
     from keras_transformer.serve.decoding_options import DecodingOptions
+    from keras_transformer.serve.graph_search import GraphSearch
     from keras_transformer.serve.onnx_model import OnnxStepModel
-    from keras_transformer.serve.translator import decode_sources
+    from keras_transformer.serve.sessions import session_options
 
     graph = build_generation_graph(onnx.load(directory / fmt.ENCODER_FILE), onnx.load(directory / fmt.DECODER_FILE))
     onnx.save(graph, directory / fmt.GENERATE_FILE)
-    shell = BundleConfig(directory, {"model": model_config.to_dict(), "files": {fmt.GENERATE_FILE: ""}})
-    in_graph, numpy_loop = OnnxStepModel(shell), OnnxStepModel(shell, graph_search=False)
-    in_graph.graph_search.max_batch = len(sources)  # checked in padded batches, whatever Translator sends it
+    numpy_loop = OnnxStepModel(BundleConfig(directory, {"model": model_config.to_dict()}))
+    # checked in padded batches of all the sources, whatever batches the Translator sends it
+    in_graph = GraphSearch(directory / fmt.GENERATE_FILE, session_options(), model_config.num_layers,
+                           max_batch=len(sources))
     checked = {}
     for label, options, checked_sources in (
             ("greedy", DecodingOptions(), sources),
@@ -87,7 +91,7 @@ def _add_generation_graph(directory: Path, model_config, sources, log) -> dict:
              sources[:GRAPH_SEARCH_BEAM_SENTENCES]),
             ("beam 4, length penalty 1", DecodingOptions(beam_size=4, length_penalty=1.0),
              sources[:GRAPH_SEARCH_BEAM_SENTENCES])):
-        got = decode_sources(in_graph, checked_sources, options, model_config.max_target_length)
+        got = decode_sources(numpy_loop, checked_sources, options, model_config.max_target_length, in_graph)
         expected = decode_sources(numpy_loop, checked_sources, options, model_config.max_target_length)
         identical = sum(a == b for a, b in zip(got, expected))
         checked[label] = f"{identical}/{len(checked_sources)}"
@@ -147,7 +151,7 @@ def _move_into_place(tmp: Path, out: Path):
 
 
 def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print, standard_ops=False,
-                  _graph_hook=None) -> dict:
+                  int8_plan=None, _graph_hook=None) -> dict:
     """Exports run `run_dir` to bundle `out`; returns the bundle's config.
 
     encoder.onnx is converted by tf2onnx; decoder.onnx is built from the weights with onnxruntime's
@@ -155,8 +159,9 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
     standard ONNX operators only. Without `standard_ops`, generate.onnx wraps the two final graphs
     in onnxruntime's BeamSearch operator (`export/generation_graph.py`), checked token for token
     against the numpy decoding loop. The int8 decoder is the fused one with a plain-operator
-    cross-attention (tested equal to Keras in tests/test_fused_graphs.py), then quantized; when no
-    weight is large enough to be int8 (`quantize.MIN_WEIGHT_ELEMENTS`), the graphs stay the fp32 ones.
+    cross-attention (tested equal to Keras in tests/test_fused_graphs.py), then quantized under
+    `int8_plan` (default `Int8Plan()`); when no weight is large enough to be int8
+    (`Int8Plan.min_weight_elements`), the graphs stay the fp32 ones.
     `_graph_hook(tmp_dir)` (tests only) may tamper with the graphs before the parity check."""
     import onnx
 
@@ -165,6 +170,8 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
 
     if opset < 17:
         raise ExportError(f"--opset: expected 17 or more, got {opset}")
+    if int8_plan is not None and not int8:
+        raise ExportError("int8_plan: expected int8=True with it, got int8=False")
     started = time.perf_counter()
     run, out = RunDir(run_dir), Path(out)
     run.read_config()  # a clear error for a directory that is not a run
@@ -200,14 +207,15 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
         quantization = None
         if int8:
             from .int8_check import quantize_and_compare
-            from .quantize import has_int8_weights
+            from .quantize import Int8Plan, has_int8_weights
 
+            plan = int8_plan or Int8Plan()
             # int8 needs a cross-attention that padding cannot change in the last bit; a model whose
-            # weights all stay float32 (quantize.MIN_WEIGHT_ELEMENTS) keeps the faster fused one.
-            if not standard_ops and has_int8_weights(tmp / fmt.ENCODER_FILE, tmp / fmt.DECODER_FILE):
+            # weights all stay float32 (plan.min_weight_elements) keeps the faster fused one.
+            if not standard_ops and has_int8_weights(tmp / fmt.ENCODER_FILE, tmp / fmt.DECODER_FILE, plan=plan):
                 onnx.save(convert_fused_decoder_step(model, opset, plain_cross_attention=True), tmp / fmt.DECODER_FILE)
             quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
-                                                model_config, log)
+                                                model_config, log, plan)
         generate = None
         if not standard_ops:  # BeamSearch is onnxruntime's own operator
             generate = _add_generation_graph(tmp, model_config, greedy_sources, log)

@@ -1,11 +1,9 @@
 """decoder.onnx written directly from the Keras weights with onnxruntime's fused operators.
 
-tf2onnx lowers the model into many small kernels (head splits and merges, cache concatenations,
-the attention arithmetic, each Dense's bias add, shape computations): 113 per decoding step for the
-demo model. For a small model much of a step's time is the cost per kernel, not arithmetic, so
-this module builds the same function from a few larger kernels (34 for the demo model), all
-onnxruntime operators (the `com.microsoft` domain, on the CPU and in onnxruntime-web); measured
-against tf2onnx's graph in bench/RESULTS-decoder-graph.md:
+For a small model much of a decoding step's time is the fixed cost per kernel, not arithmetic, and
+tf2onnx lowers the step into many small kernels (head splits, cache concatenations, bias adds, shape
+computations). This module builds the same function from a few larger onnxruntime operators (the
+`com.microsoft` domain, on the CPU and in onnxruntime-web):
 
     attention        MatMul x·[Wq|Wk|Wv] -> Split -> MultiHeadAttention(q, k, v, bias, mask or past K/V)
                      -> MatMul W_o -> Add b_o -> Add x -> LayerNormalization    (Add & Norm)
@@ -14,19 +12,13 @@ against tf2onnx's graph in bench/RESULTS-decoder-graph.md:
     decoder step     Gather(√d · E)[token] + PE[position] in; MatMul(x, Eᵀ) + bias out (a Gemm)
 
 MultiHeadAttention appends the new key/value to the cache itself (its `present_*` outputs), scales
-by 1/√d_k and masks padded source keys, as `keras_transformer.attention` does (a masked score there
-is set to -1e9, here -10000 is added: both weigh 0 after the softmax in float32). Post-norm is the
-paper's Add & Norm, LN(x + sublayer(x)); with `norm_first` (pre-norm) the sum is the residual
-stream and its LayerNormalization the next sublayer's input. Add & Norm stays three plain operators:
-onnxruntime's fused SkipLayerNormalization was 1.9-4x slower on CPU from 32 rows up (serve/onnx_model.py
-keeps onnxruntime from fusing them). The graph
-keeps the bundle's interface (`serve/bundle_format.py`), so nothing in `serve/` depends on which
-builder wrote it, and the export's parity check compares it with the Keras model, logits and
-tokens. encoder.onnx stays tf2onnx's: it runs once per batch; the same fusion measured slower
-there at batch 4 and 32 (MultiHeadAttention over S x S), no faster at batch 1, and a 56-kernel
-encoder of plain operators (packed QKV MatMul, FusedMatMul scores, Add & Norm as here) against
-tf2onnx's 128 ran the demo model's encoder 1.21x / 1.08x / 0.99x as fast at batch 1 / 4 / 32:
-about 4% of a batch-1 translation, left for later.
+by 1/√d_k and adds -10000 to masked scores (`keras_transformer.attention` sets them to -1e9: both
+weigh 0 after the softmax in float32). With `norm_first` (pre-norm) the sum is the residual stream
+and its LayerNormalization the next sublayer's input. Add & Norm stays three plain operators
+(onnxruntime's SkipLayerNormalization is slower on CPU from 32 rows up). The graph keeps the
+bundle's interface (`serve/bundle_format.py`) and the export's parity check compares it with the
+Keras model. encoder.onnx stays tf2onnx's: it runs once per batch, and fusing it gained little.
+Figures: bench/RESULTS-decoder-graph.md, bench/RESULTS-speed-changes.md (section 3, "Tried and left out").
 """
 
 from __future__ import annotations
@@ -159,10 +151,9 @@ class _Graph:
         """Add & Norm with the sublayer's output bias; returns (stream, next sublayer input).
         Post-norm: both are LN(out + b + stream). Pre-norm: out + b + stream, and `next_norm` of it.
 
-        Two Adds and a LayerNormalization rather than onnxruntime's SkipLayerNormalization, which
-        onnxruntime 1.32's CPU kernel runs 1.9-4x slower from 32 rows up (serve/onnx_model.py's
-        sessions turn off the optimizer that would fuse them back; bench/RESULTS-speed-changes.md). The sums run
-        in Keras' order: (out + b) + stream."""
+        Two Adds and a LayerNormalization rather than onnxruntime's SkipLayerNormalization, whose CPU
+        kernel is slower from 32 rows up (serve/sessions.py turns off the optimizer that would fuse them
+        back; bench/RESULTS-speed-changes.md). The sums run in Keras' order: (out + b) + stream."""
         biased = self.node("Add", [sublayer_output, self.constant(f"{p}_bias", bias)], f"{p}_biased")
         summed = self.node("Add", [biased, stream], f"{p}_stream")
         if not self.arch.norm_first:

@@ -4,8 +4,9 @@ The cached decoding loop in numpy (`serve/decoding.py`) calls onnxruntime once p
 small model the Python around each call costs as much as the kernels. The same search inside
 onnxruntime's `BeamSearch` operator (com.microsoft, `model_type` 1 = encoder-decoder, the T5
 interface), measured through `Translator` on the demo model, one sentence per call, one thread:
-greedy 1.24x and beam search (4 beams) 1.78x faster, identical tokens (bench/RESULTS-graph-search.md). This module builds that graph from a bundle's two graphs, so
-it holds exactly the computation the parity check verified:
+greedy 1.24x and beam search (4 beams) 1.78x faster, identical tokens (bench/RESULTS-graph-search.md).
+This module builds that graph from a bundle's two graphs, so it holds exactly the computation the
+parity check verified:
 
 - the *encoder* subgraph is encoder.onnx followed by one decoder.onnx step from BOS with an empty
   cache (the operator wants the first step's logits from it);
@@ -118,7 +119,8 @@ def build_generation_graph(encoder_proto, decoder_proto):
              for i, kv, _, present, _ in caches]
     decoder_graph = helper.make_graph(
         step, "decoder_step",
-        [tensor("input_ids", ["B", 1], TensorProto.INT32), tensor("encoder_attention_mask", ["B", "S"], TensorProto.INT32)]
+        [tensor("input_ids", ["B", 1], TensorProto.INT32),
+         tensor("encoder_attention_mask", ["B", "S"], TensorProto.INT32)]
         + [tensor(f"past_{kv}_self_{i}", ["B", num_heads, "P", head_dim]) for i, kv, *_ in caches]
         + [tensor(f"past_{kv}_cross_{i}", ["B", num_heads, "S", head_dim]) for i, kv, *_ in caches],
         [tensor("logits", ["B", 1, vocab_size])]
@@ -174,15 +176,17 @@ def build_generation_graph(encoder_proto, decoder_proto):
     graph = helper.make_graph(
         search, "generate",
         [tensor(fmt.SOURCE_IDS, ["batch", "source_length"], TensorProto.INT32),
-         tensor(fmt.GENERATE_MAX_LENGTH, [1], TensorProto.INT32), tensor(fmt.GENERATE_NUM_BEAMS, [1], TensorProto.INT32),
+         tensor(fmt.GENERATE_MAX_LENGTH, [1], TensorProto.INT32),
+         tensor(fmt.GENERATE_NUM_BEAMS, [1], TensorProto.INT32),
          tensor(fmt.GENERATE_NUM_RETURN, [1], TensorProto.INT32), tensor(fmt.GENERATE_LENGTH_PENALTY, [1])],
         [tensor(fmt.GENERATE_SEQUENCES, ["batch", "hypotheses", "length"], TensorProto.INT32),
          tensor(fmt.GENERATE_SCORES, ["batch", "hypotheses"])],
         [const("pad_id", np.array(fmt.PAD_ID, np.int32)),
          const("min_length", np.array([0], np.int32))])  # optional, but onnxruntime 1.32 fails without it
-    opsets = {opset.domain: opset.version for opset in list(encoder_proto.opset_import) + list(decoder_proto.opset_import)}
+    opsets = {opset.domain: opset.version
+              for opset in list(encoder_proto.opset_import) + list(decoder_proto.opset_import)}
     opsets["com.microsoft"] = 1
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, version) for domain, version in opsets.items()],
-                              producer_name="keras-transformer")
+    opset_imports = [helper.make_opsetid(domain, version) for domain, version in opsets.items()]
+    model = helper.make_model(graph, opset_imports=opset_imports, producer_name="keras-transformer")
     model.ir_version = max(encoder_proto.ir_version, decoder_proto.ir_version)
     return model

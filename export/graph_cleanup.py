@@ -4,8 +4,9 @@ For small models a decoding step's time is dominated by the number of kernels it
 (bench/RESULTS.md), so the export rewrites two patterns that tf2onnx leaves unfused. The export's
 parity check verifies the result against the Keras model.
 
-1. `collapse_tensordot_reshapes`: Keras' Dense on a (B, T, D) input lowers in TensorFlow to Tensordot: Reshape to (B*T, D), MatMul,
-then Reshape back to (B, T, E), with a Shape/Gather/Concat/Cast subgraph computing that last shape.
+1. `collapse_tensordot_reshapes`: Keras' Dense on a (B, T, D) input lowers in TensorFlow to Tensordot:
+Reshape to (B*T, D), MatMul, then Reshape back to (B, T, E), with a Shape/Gather/Concat/Cast subgraph
+computing that last shape.
 ONNX MatMul broadcasts over leading axes, so `MatMul(x, W)` on the (B, T, D) input gives the same
 (B, T, E) directly.
 
@@ -130,7 +131,8 @@ def fuse_layer_norms(model_proto) -> int:
         sqrt = add_eps and only_consumer(add_eps.output[0], "Sqrt")
         reciprocal = sqrt and only_consumer(sqrt.output[0], "Reciprocal")
         times_gamma = reciprocal and only_consumer(reciprocal.output[0], "Mul")
-        if not times_gamma or not _is_last_axis_mean(variance, rank_of) or other_input(scale, centred) != times_gamma.output[0]:
+        if (not times_gamma or not _is_last_axis_mean(variance, rank_of)
+                or other_input(scale, centred) != times_gamma.output[0]):
             continue
         if consumers.get(times_gamma.output[0], []) != [scale]:
             continue

@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from keras_transformer.serve import bundle_format as fmt
+from keras_transformer.serve.errors import KerasTransformerError
 
 ATOL = 1e-4
 
 
-class ParityError(RuntimeError):
+class ParityError(KerasTransformerError, RuntimeError):
     """The ONNX graphs disagree with the Keras model; the message gives the figures."""
 
 
@@ -90,7 +91,7 @@ def check_parity(model, onnx_model, source_ids: np.ndarray, target_ids: np.ndarr
     """
     from keras_transformer.keras_step_model import KerasStepModel
     from keras_transformer.serve.decoding_options import DecodingOptions
-    from keras_transformer.serve.translator import decode_sources
+    from keras_transformer.serve.batching import decode_sources
 
     ours = decode_sources(onnx_model, greedy_sources, DecodingOptions(), max_length)
     theirs = decode_sources(KerasStepModel(model), greedy_sources, DecodingOptions(), max_length)

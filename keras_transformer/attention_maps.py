@@ -1,4 +1,4 @@
-"""`keras-transformer attention`: the seed's attention pictures for one sentence.
+"""The seed's attention pictures for one sentence (`keras-transformer attention`).
 
 Three kinds of attention (paper §3.2.3), each per layer and per head:
 
@@ -41,6 +41,7 @@ import numpy as np
 from keras_transformer.atomic_files import atomic_path
 from keras_transformer.serve.bundle_format import BOS_ID
 from keras_transformer.serve.decoding_options import DecodingOptions
+from keras_transformer.serve.errors import OptionError
 
 # Drawing order and titles; the keys of `attention_weights`' result.
 KINDS = {
@@ -83,7 +84,7 @@ def attention_weights(model, source_ids, target_ids) -> dict[str, list[np.ndarra
 def _one_sentence(ids, name) -> np.ndarray:
     ids = np.asarray(ids)
     if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"expected {name} to be a non-empty 1-D sequence of ints, got shape {ids.shape} "
+        raise OptionError(f"expected {name} to be a non-empty 1-D sequence of ints, got shape {ids.shape} "
                          f"of {ids.dtype}")
     return ids.astype(np.int32)
 
@@ -188,7 +189,7 @@ def _check_shapes(weights, source_tokens, target_tokens):
             w = np.asarray(w)
             expected = (len(tokens[rows]), len(tokens[columns]))
             if w.ndim != 3 or w.shape[1:] != expected:
-                raise ValueError(f"expected {kind} layer {layer + 1} weights of shape (H, {expected[0]}, "
+                raise OptionError(f"expected {kind} layer {layer + 1} weights of shape (H, {expected[0]}, "
                                  f"{expected[1]}) for {rows} x {columns} tokens, got {w.shape}")
 
 
@@ -221,21 +222,21 @@ def render_attention(run, text, out, max_length=None, beam_size=1) -> dict:
 
     out = Path(out)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ValueError(f"expected --out to be a .png, .svg or .html file, got {str(out)!r}")
+        raise OptionError(f"expected --out to be a .png, .svg or .html file, got {str(out)!r}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"expected a non-empty sentence to translate, got {text!r}")
+        raise OptionError(f"expected a non-empty sentence to translate, got {text!r}")
     run = RunDir(run)
     model = run.load_model()
     config = config_of(model)
     if max_length is not None and not 1 <= max_length <= config.max_target_length:
-        raise ValueError(f"expected --max-length between 1 and {config.max_target_length} (the model's "
+        raise OptionError(f"expected --max-length between 1 and {config.max_target_length} (the model's "
                          f"max_target_length), got {max_length}")
     source_tokenizer, target_tokenizer = run.load_tokenizers()
     ids = source_tokenizer.encode(text)
     if not ids:
-        raise ValueError(f"expected a sentence with at least one source token, got {text!r}")
+        raise OptionError(f"expected a sentence with at least one source token, got {text!r}")
 
     translator = keras_translator(model, source_tokenizer, target_tokenizer, path=run.path)
     with warnings.catch_warnings():
@@ -258,20 +259,6 @@ def render_attention(run, text, out, max_length=None, beam_size=1) -> dict:
         draw_attention(weights, source_tokens, target_tokens, out)
     return {"translation": translation.text, "source_tokens": source_tokens, "target_tokens": target_tokens,
             "weights": weights, "layout": layout}
-
-
-def run_attention(args) -> int:
-    """The `attention` command: draw, then print the translation and the tokens with their positions
-    (the `#i` a label shows when no font can draw the token)."""
-    drawn = render_attention(args.run, args.text, args.out, max_length=args.max_length,
-                             beam_size=args.beam_size)
-    print(f"Translation: {drawn['translation']}")
-    for side in ("source", "target"):
-        print(f"{side.capitalize()} tokens: " + " ".join(f"#{i} {token}" for i, token in
-                                                          enumerate(drawn[f"{side}_tokens"])))
-    layers = drawn["weights"]["encoder_self"]
-    print(f"Attention maps (3 kinds x {len(layers)} layers x {layers[0].shape[0]} heads) written to {args.out}")
-    return 0
 
 
 # ---------------------------------------------------------------------------- fonts

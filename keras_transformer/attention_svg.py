@@ -31,11 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transformer.serve.errors import KerasTransformerError
+
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 PACKAGED_FONTS = (FONT_DIR / "NotoSansDevanagari-Regular.ttf",)
 CELL = 18  # px per attention cell
 FONT_SIZE = 12
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+class RenderError(KerasTransformerError, RuntimeError):
+    """The attention maps could not be rendered to PNG (no Chromium, or it failed)."""
 
 
 def _base_fonts() -> list[Path]:
@@ -222,7 +228,7 @@ def svg_to_png(svg: str, width: int, height: int, path, chromium: str | None = N
     """
     chromium = chromium or find_chromium()
     if chromium is None:
-        raise RuntimeError("no Chromium found to render the attention maps to PNG (apt-get install chromium); "
+        raise RenderError("no Chromium found to render the attention maps to PNG (apt-get install chromium); "
                            "write --out FILE.html or FILE.svg instead, and open it in a browser")
     with tempfile.TemporaryDirectory(prefix="attention-") as work:
         page = Path(work) / "maps.html"
@@ -239,10 +245,10 @@ def svg_to_png(svg: str, width: int, height: int, path, chromium: str | None = N
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.SubprocessError) as error:
-            raise RuntimeError(f"{chromium}: could not render the attention maps ({error})") from None
+            raise RenderError(f"{chromium}: could not render the attention maps ({error})") from None
         if not shot.is_file():
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"{chromium}: wrote no screenshot (exit {result.returncode}: {last})")
+            raise RenderError(f"{chromium}: wrote no screenshot (exit {result.returncode}: {last})")
         from keras_transformer.atomic_files import atomic_path
 
         from PIL import Image

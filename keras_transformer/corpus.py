@@ -15,6 +15,9 @@ Every side is NFC-normalized, its whitespace runs collapsed to one space and str
 empty side (or a blank line) is skipped and counted in `CorpusStats.skipped_empty`, not an error.
 Malformed input raises `CorpusError` naming the file, the line and "expected X, got Y".
 
+`iter_parallel_corpus` is the one reader: it streams pairs (memory does not grow with the corpus) and
+counts the bytes it reads, for a progress line's time left; `read_parallel_corpus` lists its pairs.
+
 Example:
     >>> pairs, stats = read_parallel_corpus("../shared/data/en-hi/train.tsv", max_pairs=2)
     >>> pairs[0]
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from keras_transformer.serve.atomic_files import atomic_write_text
+from keras_transformer.serve.errors import KerasTransformerError, OptionError
 
 ACCEPTED_FORMS = "'demo', a .tsv file, a .csv file (with source_column and target_column), or SOURCE_FILE,TARGET_FILE"
 
@@ -54,8 +58,15 @@ class CorpusStats:
     skipped_too_long: int = 0
 
 
-class CorpusError(ValueError):
+class CorpusError(KerasTransformerError, ValueError):
     """Malformed corpus input; the message names the file, the line and what was wrong."""
+
+
+@dataclass
+class ReadProgress:
+    """Bytes of the input files read so far; with their total size (`corpus_files`), the fraction done."""
+
+    bytes_read: int = 0
 
 
 def normalize_text(text: str) -> str:
@@ -73,14 +84,17 @@ def _check_file(path: Path) -> None:
         raise CorpusError(f"{path}: expected a file, got a directory")
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+def _read_lines(path: Path, progress: ReadProgress | None = None) -> Iterator[tuple[int, str]]:
     """Yields (line number from 1, decoded line with its line ending) of a UTF-8 file.
 
     Splits on "\\n" only (not on the other Unicode line separators), drops a leading BOM, and
-    raises `CorpusError` naming the line of any byte that is not UTF-8.
+    raises `CorpusError` naming the line of any byte that is not UTF-8. Adds each line's bytes to
+    `progress.bytes_read`.
     """
+    progress = ReadProgress() if progress is None else progress
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
+            progress.bytes_read += len(raw)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -100,9 +114,9 @@ def _strip_newline(line: str) -> str:
 # ---------------------------------------------------------------------------- one reader per form
 
 
-def _tsv_pairs(path: Path) -> Iterator[tuple[str, str] | None]:
+def _tsv_pairs(path: Path, progress: ReadProgress) -> Iterator[tuple[str, str] | None]:
     """Yields (source, target), or None for a blank line."""
-    for line_number, line in _read_lines(path):
+    for line_number, line in _read_lines(path, progress):
         line = _strip_newline(line)
         if not line.strip():
             yield None
@@ -116,9 +130,10 @@ def _tsv_pairs(path: Path) -> Iterator[tuple[str, str] | None]:
         yield fields[0], fields[1]
 
 
-def _csv_pairs(path: Path, source_column: str, target_column: str) -> Iterator[tuple[str, str] | None]:
+def _csv_pairs(path: Path, source_column: str, target_column: str,
+               progress: ReadProgress) -> Iterator[tuple[str, str] | None]:
     """Yields (source, target) from the named columns, or None for a blank row."""
-    lines = (line for _, line in _read_lines(path))
+    lines = (line for _, line in _read_lines(path, progress))
     reader = csv.reader(lines)
     try:
         header = next(reader, None)
@@ -158,7 +173,7 @@ def _count_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
-def _line_aligned_pairs(source_path: Path, target_path: Path) -> Iterator[tuple[str, str]]:
+def _line_aligned_pairs(source_path: Path, target_path: Path, progress: ReadProgress) -> Iterator[tuple[str, str]]:
     """Yields (source line, target line); first checks that both files have as many lines."""
     source_count, target_count = _count_lines(source_path), _count_lines(target_path)
     if source_count != target_count:
@@ -166,7 +181,7 @@ def _line_aligned_pairs(source_path: Path, target_path: Path) -> Iterator[tuple[
             f"{source_path} and {target_path}: expected line-aligned files with equal line counts, "
             f"got {source_count} and {target_count} lines"
         )
-    for (_, source), (_, target) in zip(_read_lines(source_path), _read_lines(target_path)):
+    for (_, source), (_, target) in zip(_read_lines(source_path, progress), _read_lines(target_path, progress)):
         yield _strip_newline(source), _strip_newline(target)
 
 
@@ -179,13 +194,107 @@ def _demo_pairs() -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------- public API
 
 
+def _parse_spec(spec: str, source_column: str | None, target_column: str | None) -> tuple[str, list[Path]]:
+    """(form, files) of a SPEC: form is "demo", "aligned", "tsv" or "csv"; checks that the files exist."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise OptionError(f"expected a corpus SPEC ({ACCEPTED_FORMS}), got {spec!r}")
+    spec = spec.strip()
+    suffix = Path(spec).suffix.lower()
+    if spec == "demo":
+        return "demo", []
+    if "," in spec and not os.path.exists(spec):
+        parts = [part.strip() for part in spec.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise OptionError(
+                f"expected SOURCE_FILE,TARGET_FILE (exactly one comma) or another form ({ACCEPTED_FORMS}), "
+                f"got {spec!r}"
+            )
+        paths = [Path(parts[0]), Path(parts[1])]
+        form = "aligned"
+    elif suffix == ".tsv":
+        paths, form = [Path(spec)], "tsv"
+    elif suffix == ".csv":
+        if source_column is None or target_column is None:
+            raise OptionError(
+                f"expected source_column and target_column for the .csv SPEC {spec!r}, "
+                f"got source_column={source_column!r}, target_column={target_column!r}"
+            )
+        paths, form = [Path(spec)], "csv"
+    else:
+        raise OptionError(f"expected a corpus SPEC ({ACCEPTED_FORMS}), got {spec!r}")
+    for path in paths:
+        _check_file(path)
+    return form, paths
+
+
+def corpus_files(spec: str, source_column: str | None = None, target_column: str | None = None) -> list[Path]:
+    """The files a SPEC reads (none for `demo`), e.g. to hash them or to sum their sizes for progress.
+
+    Raises what `iter_parallel_corpus` raises for an unrecognized SPEC or a missing file.
+    """
+    return _parse_spec(spec, source_column, target_column)[1]
+
+
+def iter_parallel_corpus(
+    spec: str,
+    source_column: str | None = None,
+    target_column: str | None = None,
+    max_pairs: int | None = None,
+    stats: CorpusStats | None = None,
+    progress: ReadProgress | None = None,
+) -> Iterator[tuple[str, str]]:
+    """Streams (source, target) sentence pairs from a SPEC (see the module docstring), one at a time.
+
+    The SPEC and arguments are checked at the call; the content as it is read. Args as
+    `read_parallel_corpus`, and:
+        stats: updated as pairs are read (`read`, `kept`, `skipped_empty`), so a caller sees the
+            counts of a stream it has not finished.
+        progress: `bytes_read` grows by the bytes of the lines read.
+
+    Yields:
+        Pairs, normalized, no side empty, in file order.
+    """
+    if max_pairs is not None and (isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 0):
+        raise OptionError(f"expected max_pairs to be None or an integer >= 0, got {max_pairs!r}")
+    form, paths = _parse_spec(spec, source_column, target_column)
+    progress = ReadProgress() if progress is None else progress
+    records: Iterable[tuple[str, str] | None]
+    if form == "demo":
+        records = _demo_pairs()
+    elif form == "aligned":
+        records = _line_aligned_pairs(paths[0], paths[1], progress)
+    elif form == "tsv":
+        records = _tsv_pairs(paths[0], progress)
+    else:
+        records = _csv_pairs(paths[0], source_column, target_column, progress)
+    return _normalized_pairs(records, max_pairs, CorpusStats() if stats is None else stats)
+
+
+def _normalized_pairs(records: Iterable[tuple[str, str] | None], max_pairs: int | None,
+                      stats: CorpusStats) -> Iterator[tuple[str, str]]:
+    if max_pairs == 0:
+        return
+    kept = 0
+    for record in records:
+        stats.read += 1
+        source, target = ("", "") if record is None else (normalize_text(record[0]), normalize_text(record[1]))
+        if not source or not target:
+            stats.skipped_empty += 1
+            continue
+        stats.kept += 1
+        kept += 1
+        yield source, target
+        if max_pairs is not None and kept >= max_pairs:
+            return
+
+
 def read_parallel_corpus(
     spec: str,
     source_column: str | None = None,
     target_column: str | None = None,
     max_pairs: int | None = None,
 ) -> tuple[list[tuple[str, str]], CorpusStats]:
-    """Reads (source, target) sentence pairs from a SPEC (see the module docstring).
+    """Reads (source, target) sentence pairs from a SPEC (see the module docstring) into a list.
 
     Args:
         spec: `demo`, `PATH.tsv`, `PATH.csv` or `SOURCE_FILE,TARGET_FILE`.
@@ -201,57 +310,10 @@ def read_parallel_corpus(
         FileNotFoundError: a file of the SPEC does not exist.
         CorpusError: malformed content (too few fields, missing columns, bad UTF-8, line counts
             that differ); the message names the file and line.
-        ValueError: an unrecognized SPEC or a bad argument.
+        OptionError (a ValueError): an unrecognized SPEC or a bad argument.
     """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"expected a corpus SPEC ({ACCEPTED_FORMS}), got {spec!r}")
-    if max_pairs is not None and (isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 0):
-        raise ValueError(f"expected max_pairs to be None or an integer >= 0, got {max_pairs!r}")
-    spec = spec.strip()
-    suffix = Path(spec).suffix.lower()
-
-    records: Iterable[tuple[str, str] | None]
-    if spec == "demo":
-        records = _demo_pairs()
-    elif "," in spec and not os.path.exists(spec):
-        parts = [part.strip() for part in spec.split(",")]
-        if len(parts) != 2 or not all(parts):
-            raise ValueError(
-                f"expected SOURCE_FILE,TARGET_FILE (exactly one comma) or another form ({ACCEPTED_FORMS}), "
-                f"got {spec!r}"
-            )
-        source_path, target_path = Path(parts[0]), Path(parts[1])
-        _check_file(source_path)
-        _check_file(target_path)
-        records = _line_aligned_pairs(source_path, target_path)
-    elif suffix == ".tsv":
-        _check_file(Path(spec))
-        records = _tsv_pairs(Path(spec))
-    elif suffix == ".csv":
-        if source_column is None or target_column is None:
-            raise ValueError(
-                f"expected source_column and target_column for the .csv SPEC {spec!r}, "
-                f"got source_column={source_column!r}, target_column={target_column!r}"
-            )
-        _check_file(Path(spec))
-        records = _csv_pairs(Path(spec), source_column, target_column)
-    else:
-        raise ValueError(f"expected a corpus SPEC ({ACCEPTED_FORMS}), got {spec!r}")
-
-    pairs: list[tuple[str, str]] = []
     stats = CorpusStats()
-    if max_pairs == 0:
-        return pairs, stats
-    for record in records:
-        stats.read += 1
-        source, target = ("", "") if record is None else (normalize_text(record[0]), normalize_text(record[1]))
-        if not source or not target:
-            stats.skipped_empty += 1
-            continue
-        pairs.append((source, target))
-        if max_pairs is not None and len(pairs) >= max_pairs:
-            break
-    stats.kept = len(pairs)
+    pairs = list(iter_parallel_corpus(spec, source_column, target_column, max_pairs, stats))
     return pairs, stats
 
 
@@ -265,7 +327,7 @@ def split_repeat(spec: str) -> tuple[str, int]:
         return spec, 1
     times = int(match["times"])
     if times < 1:
-        raise ValueError(f"{spec!r}: expected a repeat count of at least 1 after '*', got {times}")
+        raise OptionError(f"{spec!r}: expected a repeat count of at least 1 after '*', got {times}")
     return match["spec"], times
 
 
@@ -290,7 +352,7 @@ def write_tsv(pairs: Iterable[tuple[str, str]], path: str | os.PathLike) -> None
     """Writes pairs as `source<TAB>target` lines (UTF-8), atomically: a temporary file, then `os.replace`.
 
     Raises:
-        ValueError: a side holds a tab or a line break (the file could not be read back as pairs).
+        OptionError (a ValueError): a side holds a tab or a line break (the file could not be read back as pairs).
         FileNotFoundError: the directory of `path` does not exist.
     """
     path = Path(path)
@@ -299,9 +361,9 @@ def write_tsv(pairs: Iterable[tuple[str, str]], path: str | os.PathLike) -> None
     lines = []
     for index, pair in enumerate(pairs):
         if len(pair) != 2:
-            raise ValueError(f"pair {index}: expected (source, target), got {len(pair)} items")
+            raise OptionError(f"pair {index}: expected (source, target), got {len(pair)} items")
         for side in pair:
             if "\t" in side or "\n" in side or "\r" in side:
-                raise ValueError(f"pair {index}: expected no tab or line break in a TSV field, got {side!r}")
+                raise OptionError(f"pair {index}: expected no tab or line break in a TSV field, got {side!r}")
         lines.append(f"{pair[0]}\t{pair[1]}\n")
     atomic_write_text(path, "".join(lines))

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from keras_transformer.serve.errors import OptionError
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -31,10 +32,10 @@ def make_strategy(name: str):
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--strategy multi-worker: expected the cluster in the TF_CONFIG environment variable, "
+            raise OptionError("--strategy multi-worker: expected the cluster in the TF_CONFIG environment variable, "
                              "got none (or use --workers N to start N local workers)")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"--strategy: expected one of {STRATEGIES}, got {name!r}")
+    raise OptionError(f"--strategy: expected one of {STRATEGIES}, got {name!r}")
 
 
 def worker_index() -> int:
@@ -109,7 +110,7 @@ def launch_local_workers(train_argv: list[str], workers: int, timeout: float | N
     """Runs `keras-transformer train ARGV --strategy multi-worker` in `workers` processes on
     127.0.0.1 with TF_CONFIG set for each; returns the first non-zero exit code, else 0."""
     if workers < 1:
-        raise ValueError(f"--workers: expected at least 1, got {workers}")
+        raise OptionError(f"--workers: expected at least 1, got {workers}")
     addresses = [f"127.0.0.1:{_free_port()}" for _ in range(workers)]
     processes = []
     for index in range(workers):

@@ -14,6 +14,7 @@ import csv
 from pathlib import Path
 
 from keras_transformer.atomic_files import atomic_path
+from keras_transformer.serve.errors import OptionError
 
 
 def read_history(source) -> list[dict]:
@@ -27,7 +28,7 @@ def read_history(source) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or "epoch" not in rows[0]:
-        raise ValueError(f"{path}: expected a history.csv with an 'epoch' column and at least one row")
+        raise OptionError(f"{path}: expected a history.csv with an 'epoch' column and at least one row")
     return [{key: _number(value) for key, value in row.items()} for row in rows]
 
 
@@ -48,7 +49,7 @@ def plot_learning_curves(history, out, title: str | None = None):
     rows = history if isinstance(history, list) else read_history(history)
     out = Path(out)
     if out.suffix.lower() != ".png":
-        raise ValueError(f"expected the learning curves' file to be a .png, got {str(out)!r}")
+        raise OptionError(f"expected the learning curves' file to be a .png, got {str(out)!r}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: directory {out.parent} does not exist")
     epochs = [int(row["epoch"]) for row in rows]
@@ -91,10 +92,3 @@ def plot_learning_curves(history, out, title: str | None = None):
     with atomic_path(out, suffix=".png") as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     return figure
-
-
-def run_curves(args) -> int:
-    """The `curves` command."""
-    plot_learning_curves(args.run, args.out, title=args.title)
-    print(f"Learning curves written to {args.out}")
-    return 0

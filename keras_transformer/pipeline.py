@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_transformer.serve.bundle_format import BOS_ID, EOS_ID, PAD_ID
+from keras_transformer.serve.errors import OptionError
 
 
 @dataclass
@@ -74,7 +75,7 @@ def make_dataset(corpus: EncodedCorpus, batch_tokens: int, shuffle: bool = True,
     import tensorflow as tf
 
     if len(corpus) == 0:
-        raise ValueError("expected at least one training pair after filtering, got none")
+        raise OptionError("expected at least one training pair after filtering, got none")
     columns = [_flat(corpus.source, suffix=(EOS_ID,)), _flat(corpus.target, prefix=(BOS_ID,)),
                _flat(corpus.target, suffix=(EOS_ID,))]
     flats = [tf.constant(flat) for flat, _, _ in columns]
@@ -140,7 +141,7 @@ def make_resampled_dataset(encode_pass, batch_tokens: int, longest: int, seed: i
     through `tf.numpy_function`. Not `Dataset.from_generator`: with a dataset built on it, even one
     yielding precomputed batches, each training step ran about 1.7x slower, its time going to page
     faults in the step's own kernels, while this pipeline runs as fast as `make_dataset`
-    (`python -m bench.training_pipeline`, bench/RESULTS-en-hi.md). The dataset holds one position in
+    (`python -m experiments.training_pipeline`, bench/RESULTS-en-hi.md). The dataset holds one position in
     the passes: iterate it once at a time.
 
     Returns (dataset, steps_per_epoch). The number of batches of a pass varies with the
@@ -155,7 +156,7 @@ def make_resampled_dataset(encode_pass, batch_tokens: int, longest: int, seed: i
         for number in itertools.count():
             corpus = encode_pass()
             if len(corpus) == 0:
-                raise ValueError("expected at least one training pair after filtering, got none")
+                raise OptionError("expected at least one training pair after filtering, got none")
             order = np.random.default_rng([seed, number]).permutation(len(corpus))
             yield from padded_batches(corpus, order, boundaries, batch_sizes, fixed_shapes)
 
@@ -170,7 +171,7 @@ def make_resampled_dataset(encode_pass, batch_tokens: int, longest: int, seed: i
 
     sample = encode_pass()
     if len(sample) == 0:
-        raise ValueError("expected at least one training pair after filtering, got none")
+        raise OptionError("expected at least one training pair after filtering, got none")
     steps_per_epoch = max(1, _num_batches(_columns(sample), boundaries, batch_sizes))
     dataset = tf.data.Dataset.range(2**62).map(next_batch)
     return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch

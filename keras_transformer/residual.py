@@ -18,7 +18,8 @@ class AddAndNorm(keras.layers.Layer):
     Usage, for any sublayer f:
 
         h = add_norm.sublayer_input(x)                   # pre-norm: LayerNorm(x); post-norm: x
-        x = add_norm(x, f(h), training=training)         # pre-norm: x + Dropout(f(h)); post-norm: LayerNorm(x + Dropout(f(h)))
+        x = add_norm(x, f(h), training=training)         # pre-norm: x + Dropout(f(h));
+                                                         # post-norm: LayerNorm(x + Dropout(f(h)))
     """
 
     def __init__(self, norm_first=False, dropout=0.0, epsilon=1e-6, **kwargs):

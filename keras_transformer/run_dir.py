@@ -16,6 +16,7 @@ from pathlib import Path
 
 from keras_transformer.atomic_files import atomic_write_json
 from keras_transformer.serve.bundle_format import SOURCE_TOKENIZER_FILE, TARGET_TOKENIZER_FILE
+from keras_transformer.serve.errors import KerasTransformerError
 
 RUN_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -26,7 +27,7 @@ EPOCHS_DIR = "epochs"
 TEST_FILE = "test.tsv"
 
 
-class RunDirError(ValueError):
+class RunDirError(KerasTransformerError, ValueError):
     """A run directory that cannot be used as asked; the message says what and where."""
 
 
@@ -52,7 +53,8 @@ class RunDir:
     def read_config(self) -> dict:
         """config.json, checked: a clear RunDirError when this is not a run of this format."""
         if not self.path.is_dir():
-            raise RunDirError(f"{self.path}: expected a run directory, got {'a file' if self.path.exists() else 'nothing'}")
+            raise RunDirError(f"{self.path}: expected a run directory, "
+                              f"got {'a file' if self.path.exists() else 'nothing'}")
         if not self.config_path.is_file():
             raise RunDirError(f"{self.path}: not a run directory (no {CONFIG_FILE}); expected the --out of "
                               "`keras-transformer train`")

@@ -21,12 +21,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+import itertools
+from typing import Iterable, Iterator, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from keras_transformer.serve.bundle_format import SPECIAL_TOKENS
 from keras_transformer.serve.tokenizer import SubwordTokenizer
+from keras_transformer.serve.errors import OptionError
 
 UNK_TOKEN = SPECIAL_TOKENS[3]
 
@@ -60,11 +62,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
         ValueError: for a `vocab_size` below 5, a `min_frequency` below 1, or no non-empty text.
     """
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
-        raise ValueError(f"expected vocab_size to be an integer > {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
+        raise OptionError(f"expected vocab_size to be an integer > {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
     if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
-        raise ValueError(f"expected min_frequency to be an integer >= 1, got {min_frequency!r}")
+        raise OptionError(f"expected min_frequency to be an integer >= 1, got {min_frequency!r}")
     if isinstance(texts, str):
-        raise ValueError("expected an iterable of sentences, got a single str")
+        raise OptionError("expected an iterable of sentences, got a single str")
 
     non_empty = 0
 
@@ -72,7 +74,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
         nonlocal non_empty
         for item in items:
             if not isinstance(item, str):
-                raise ValueError(f"expected str sentences, got {type(item).__name__}: {item!r}")
+                raise OptionError(f"expected str sentences, got {type(item).__name__}: {item!r}")
             if item.strip():
                 non_empty += 1
             yield item
@@ -86,8 +88,28 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     )
     tokenizer.train_from_iterator(counted(texts), trainer=trainer)
     if non_empty == 0:
-        raise ValueError("expected at least one non-empty sentence to train a tokenizer on, got none")
+        raise OptionError("expected at least one non-empty sentence to train a tokenizer on, got none")
     return SubwordTokenizer(tokenizer, source="<trained>")
+
+
+def train_tokenizers(pairs: Sequence[tuple[str, str]], source_vocab_size: int, target_vocab_size: int,
+                     shared_vocab: bool = False) -> tuple[SubwordTokenizer, SubwordTokenizer]:
+    """(source, target) tokenizers learned from (source, target) pairs: one per side, or with
+    `shared_vocab` one BPE learned on the sources then the targets, returned as both.
+
+    `train` and `prepare` both call this, so a corpus gives the same tokenizers either way.
+
+    Raises:
+        ValueError: `shared_vocab` with two vocabulary sizes, or what `train_tokenizer` raises.
+    """
+    if shared_vocab:
+        if source_vocab_size != target_vocab_size:
+            raise OptionError(f"shared_vocab: expected one vocabulary size, got source_vocab_size="
+                             f"{source_vocab_size} and target_vocab_size={target_vocab_size}")
+        shared = train_tokenizer(itertools.chain((s for s, _ in pairs), (t for _, t in pairs)), source_vocab_size)
+        return shared, shared
+    return (train_tokenizer((s for s, _ in pairs), source_vocab_size),
+            train_tokenizer((t for _, t in pairs), target_vocab_size))
 
 
 def with_bpe_dropout(tokenizer: SubwordTokenizer, dropout: float) -> SubwordTokenizer:
@@ -101,9 +123,10 @@ def with_bpe_dropout(tokenizer: SubwordTokenizer, dropout: float) -> SubwordToke
     import json
 
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 < dropout < 1.0:
-        raise ValueError(f"expected a BPE dropout with 0 < dropout < 1, got {dropout!r}")
+        raise OptionError(f"expected a BPE dropout with 0 < dropout < 1, got {dropout!r}")
     values = json.loads(tokenizer.to_str())
     if values.get("model", {}).get("type") != "BPE":
-        raise ValueError(f"expected a BPE tokenizer for BPE dropout, got model type {values.get('model', {}).get('type')!r}")
+        raise OptionError("expected a BPE tokenizer for BPE dropout, "
+                          f"got model type {values.get('model', {}).get('type')!r}")
     values["model"]["dropout"] = float(dropout)
     return SubwordTokenizer.from_str(json.dumps(values), source=f"{tokenizer!r} with BPE dropout {dropout:g}")

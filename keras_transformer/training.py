@@ -50,9 +50,10 @@ from dataclasses import dataclass
 from keras_transformer.atomic_files import atomic_path, atomic_save_model, atomic_write_text
 from keras_transformer.config import ModelOptions
 from keras_transformer.run_dir import RunDir, RunDirError
+from keras_transformer.serve.errors import KerasTransformerError, OptionError
 
 
-class TrainingError(RuntimeError):
+class TrainingError(KerasTransformerError, RuntimeError):
     """Training stopped for a reason the user must act on (e.g. the loss became NaN)."""
 
 
@@ -86,24 +87,25 @@ class TrainingSettings:
         for name in ("epochs", "batch_tokens", "warmup_steps", "source_vocab_size", "target_vocab_size",
                      "average_checkpoints"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+                raise OptionError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing: expected 0 <= value < 1, got {self.label_smoothing!r}")
+            raise OptionError(f"label_smoothing: expected 0 <= value < 1, got {self.label_smoothing!r}")
         if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
-            raise ValueError(f"time_budget_minutes: expected a positive number, got {self.time_budget_minutes!r}")
+            raise OptionError(f"time_budget_minutes: expected a positive number, got {self.time_budget_minutes!r}")
         if self.keep_best is not None and self.keep_best not in KEEP_BEST_METRICS:
-            raise ValueError(f"keep_best: expected one of {sorted(KEEP_BEST_METRICS)}, got {self.keep_best!r}")
+            raise OptionError(f"keep_best: expected one of {sorted(KEEP_BEST_METRICS)}, got {self.keep_best!r}")
         if self.patience is not None and (self.patience < 1 or self.keep_best is None):
-            raise ValueError(f"patience: expected a positive integer together with keep_best, got patience="
+            raise OptionError(f"patience: expected a positive integer together with keep_best, got patience="
                              f"{self.patience!r} and keep_best={self.keep_best!r}")
         if self.max_train_length is not None and self.max_train_length < 2:
-            raise ValueError(f"max_train_length: expected 2 or more (a subword and EOS), got {self.max_train_length!r}")
+            raise OptionError("max_train_length: expected 2 or more (a subword and EOS), "
+                              f"got {self.max_train_length!r}")
         if self.score_max_pairs is not None and self.score_max_pairs < 1:
-            raise ValueError(f"score_max_pairs: expected a positive integer, got {self.score_max_pairs!r}")
+            raise OptionError(f"score_max_pairs: expected a positive integer, got {self.score_max_pairs!r}")
         if not 0.0 <= self.bpe_dropout < 1.0:
-            raise ValueError(f"bpe_dropout: expected 0 <= value < 1, got {self.bpe_dropout!r}")
+            raise OptionError(f"bpe_dropout: expected 0 <= value < 1, got {self.bpe_dropout!r}")
         if self.shared_vocab and self.source_vocab_size != self.target_vocab_size:
-            raise ValueError(f"shared_vocab: expected one vocabulary size, got source_vocab_size="
+            raise OptionError(f"shared_vocab: expected one vocabulary size, got source_vocab_size="
                              f"{self.source_vocab_size} and target_vocab_size={self.target_vocab_size}")
 
     @property
@@ -383,12 +385,12 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
     from keras_transformer.tokenizer_training import train_tokenizer, with_bpe_dropout
 
     if (settings.keep_best is not None or settings.scores_translations) and not valid_pairs:
-        raise ValueError("keep_best and validation scores need validation data (--valid), got none")
+        raise OptionError("keep_best and validation scores need validation data (--valid), got none")
     if model_options.share_embeddings and not settings.shared_vocab:
-        raise ValueError("share_embeddings (tied source and target embeddings) needs one vocabulary for both sides: "
+        raise OptionError("share_embeddings (tied source and target embeddings) needs one vocabulary for both sides: "
                          "expected shared_vocab=True (--shared-vocab sets both)")
     if settings.bpe_dropout and settings.strategy == "multi-worker":
-        raise ValueError("bpe_dropout: expected --strategy default or mirrored (each worker would segment the data "
+        raise OptionError("bpe_dropout: expected --strategy default or mirrored (each worker would segment the data "
                          "differently), got multi-worker")
     run = RunDir(out)
     request = {"model_options": dataclasses.asdict(model_options), "training": dataclasses.asdict(settings),

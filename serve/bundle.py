@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import bundle_format as fmt
+from .errors import KerasTransformerError
 
 
-class BundleError(ValueError):
+class BundleError(KerasTransformerError, ValueError):
     """A bundle that cannot be used; the message names the file and what was wrong."""
 
 

@@ -1,8 +1,8 @@
 """The decoding loop: greedy search (or sampling) and batched beam search over a cached decoder step, in numpy.
 
 Model-agnostic: the loop sees the decoder only through a `StepModel`, which the ONNX bundle and the
-Keras model implement and the tests fake. It imports nothing but numpy and its sibling
-`logits_processing` (penalties, n-gram bans, sampling).
+Keras model implement and the tests fake. It imports nothing but numpy and its siblings
+`decoding_options` (what to do) and `logits_processing` (penalties, n-gram bans, sampling).
 
 Every sentence starts from BOS at position 0. Each step feeds one new token per row and gets the
 logits of the next one; the model's state (encoder keys/values, source mask, self-attention cache)
@@ -23,15 +23,14 @@ Scores are normalized by length as CTranslate2 (its default), fairseq and Huggin
 where log_prob is the sum of the generated tokens' log-probabilities (EOS included) under the
 model's distribution after any penalties. alpha = 0 gives the raw sum (favours short outputs);
 alpha = 1 the mean log-probability per token. With the same weights and alpha, the scores are
-CTranslate2's (its beam outputs matched ours on every sentence of bench/RESULTS-ctranslate2.md).
-Before December 2026 this was the GNMT penalty ((5 + len) / 6) ** alpha; the switch made our beam
-search CTranslate2's and let onnxruntime's BeamSearch operator run it (serve/graph_search.py).
+CTranslate2's (bench/RESULTS-ctranslate2.md), and onnxruntime's BeamSearch operator ranks the same
+way, which lets it run our searches (serve/graph_search.py).
 
 Example:
     >>> state = model.start(source_ids)                 # B rows
     >>> greedy_decode(model, state, batch_size=B, bos_id=1, eos_id=2, max_length=64)
     [[412, 97, 18], [55, 18]]
-    >>> search(model, state, B, 1, 2, 64, SearchSettings(beam_size=4, num_hypotheses=2))[0]
+    >>> search(model, state, B, 1, 2, 64, DecodingOptions(beam_size=4, num_hypotheses=2))[0]
     [Hypothesis(tokens=[412, 97, 18], score=-0.61, log_prob=-1.2), Hypothesis(...)]
 """
 
@@ -39,12 +38,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from .logits_processing import LogitsSettings, apply_penalties, sample
+from .decoding_options import DecodingOptions
+from .logits_processing import apply_penalties, sample
 
 ARGMAX_TOP_K = 16  # `_top_k` picks up to this many entries per row by repeated argmax (see there)
 
@@ -59,25 +59,14 @@ class StepModel(Protocol):
         ...
 
     def step(self, token_ids: np.ndarray, position: int, state: State) -> tuple[np.ndarray, State]:
-        """token_ids int32 (B,) newest token per row; position = number of tokens already fed before this one (0 for BOS).
-        Returns logits float32 (B, V) for the next token and the new state (cache grown by one)."""
+        """token_ids int32 (B,) newest token per row; position = number of tokens already fed before this one
+        (0 for BOS). Returns logits float32 (B, V) for the next token and the new state (cache grown by one)."""
         ...
 
     def select(self, state: State, rows: np.ndarray) -> State:
-        """Gather rows (int array, may repeat) of every per-row tensor: used to drop finished rows and to reorder/expand beams."""
+        """Gather rows (int array, may repeat) of every per-row tensor: used to drop finished rows and to
+        reorder/expand beams."""
         ...
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """How to search, beyond the sizes: see `serve.decoding_options.DecodingOptions` for each field."""
-
-    beam_size: int = 1
-    num_hypotheses: int = 1
-    length_penalty: float = 1.0
-    patience: float = 1.0
-    return_scores: bool = False
-    logits: LogitsSettings = field(default_factory=LogitsSettings)
 
 
 @dataclass(frozen=True)
@@ -91,34 +80,30 @@ class Hypothesis:
 
 
 def search(model: StepModel, state: State, batch_size: int, bos_id: int, eos_id: int, max_length: int,
-           settings: SearchSettings = SearchSettings(), generators: list | None = None) -> list[list[Hypothesis]]:
+           options: DecodingOptions = DecodingOptions(), generators: list | None = None) -> list[list[Hypothesis]]:
     """Decodes `batch_size` sentences; returns per sentence its `num_hypotheses` best, best first.
 
     Args:
         model, state: the cached decoder step and its state for `batch_size` rows, nothing fed yet.
         bos_id, eos_id: the first token fed to every row; the token that ends a hypothesis.
         max_length: most tokens generated per sentence, EOS included; at least 1.
-        settings: beam size, n-best, length penalty, penalties and sampling.
+        options: beam size, n-best, length penalty, penalties and sampling (`max_length` and
+            `batch_size` are the caller's: see the arguments above).
         generators: one `numpy.random.Generator` per sentence, needed when sampling.
 
     Raises:
-        ValueError: bad sizes, `num_hypotheses > beam_size`, sampling with beam_size > 1 or without
-            generators, or logits of the wrong shape.
+        ValueError: bad sizes, sampling without one generator per sentence, or logits of the wrong
+            shape (the options themselves are checked by `DecodingOptions`).
     """
     _check_sizes(batch_size, max_length)
-    if settings.beam_size < 1:
-        raise ValueError(f"expected beam_size >= 1, got {settings.beam_size}")
-    if not 1 <= settings.num_hypotheses <= settings.beam_size:
-        raise ValueError(f"expected 1 <= num_hypotheses <= beam_size ({settings.beam_size}), "
-                         f"got {settings.num_hypotheses}")
-    if settings.logits.samples and (settings.beam_size > 1 or generators is None or len(generators) != batch_size):
+    if options.samples and (options.beam_size > 1 or generators is None or len(generators) != batch_size):
         raise ValueError("sampling needs beam_size 1 and one generator per sentence")
     if batch_size == 0:
         return []
-    if settings.beam_size == 1:
+    if options.beam_size == 1:
         return [[hypothesis] for hypothesis in _greedy(model, state, batch_size, bos_id, eos_id, max_length,
-                                                       settings, generators)]
-    return _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
+                                                       options, generators)]
+    return _beam_search(model, state, batch_size, bos_id, eos_id, max_length, options)
 
 
 def greedy_decode(
@@ -149,34 +134,33 @@ def beam_search(
 
     `beam_size == 1` is exactly `greedy_decode`.
     """
-    settings = SearchSettings(beam_size=beam_size, length_penalty=length_penalty)
+    options = DecodingOptions(beam_size=beam_size, length_penalty=length_penalty)
     return [hypotheses[0].tokens for hypotheses in search(model, state, batch_size, bos_id, eos_id, max_length,
-                                                          settings)]
+                                                          options)]
 
 
 # --- greedy search and sampling ---------------------------------------------------------------
 
 
-def greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, settings=SearchSettings(),
+def greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, options=DecodingOptions(),
                  generators=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Greedy search (or sampling) one step at a time: yields, after each step, the sentences of the
     live rows (L,), the token each chose (L,) (EOS for a sentence that ended) and, when scores are
     asked for, each token's log-probability (L,). What `search` and token streaming are built on."""
-    logits_settings = settings.logits
     generated = np.zeros((batch_size, max_length), dtype=np.int32)  # (B, T) tokens so far
     sentences = np.arange(batch_size)  # (L,) sentence of each live row
     tokens = np.full(batch_size, bos_id, dtype=np.int32)  # (L,)
     for position in range(max_length):
         logits, state = model.step(tokens, position, state)  # (L, V)
         logits = _checked_logits(logits, len(sentences))
-        if logits_settings.changes_logits:  # the history copy is made only when a penalty reads it
-            logits = apply_penalties(logits, generated[sentences, :position], logits_settings)
-        if logits_settings.samples:
-            tokens = sample(logits, logits_settings, [generators[s] for s in sentences])  # (L,)
+        if options.changes_logits:  # the history copy is made only when a penalty reads it
+            logits = apply_penalties(logits, generated[sentences, :position], options)
+        if options.samples:
+            tokens = sample(logits, options, [generators[s] for s in sentences])  # (L,)
         else:
             tokens = np.argmax(logits, axis=-1).astype(np.int32)  # (L,)
         log_probs = None
-        if settings.return_scores:
+        if options.return_scores:
             log_probs = (np.take_along_axis(logits, tokens[:, None].astype(np.int64), axis=1)[:, 0].astype(np.float64)
                          - log_sum_exp(logits)[:, 0])  # (L,)
         generated[sentences, position] = tokens
@@ -190,28 +174,28 @@ def greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, settings=
             sentences, tokens = sentences[live], tokens[live]
 
 
-def _greedy(model, state, batch_size, bos_id, eos_id, max_length, settings, generators) -> list[Hypothesis]:
+def _greedy(model, state, batch_size, bos_id, eos_id, max_length, options, generators) -> list[Hypothesis]:
     generated = np.full((batch_size, max_length), eos_id, dtype=np.int32)  # (B, T)
     lengths = np.full(batch_size, max_length)  # (B,) tokens before EOS
     log_probs = np.zeros(batch_size)  # (B,)
     for position, (sentences, chosen, chosen_log_probs) in enumerate(
-            greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, settings, generators)):
+            greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, options, generators)):
         generated[sentences, position] = chosen
         lengths[sentences[chosen == eos_id]] = position
         if chosen_log_probs is not None:
             log_probs[sentences] += chosen_log_probs
     outputs = [generated[i, : lengths[i]].tolist() for i in range(batch_size)]
-    if not settings.return_scores:
+    if not options.return_scores:
         return [Hypothesis(tokens, math.nan, math.nan) for tokens in outputs]
-    return [Hypothesis(tokens, float(log_probs[i] / length_penalty_term(int(lengths[i]) + 1, settings.length_penalty)),
+    return [Hypothesis(tokens, float(log_probs[i] / length_penalty_term(int(lengths[i]) + 1, options.length_penalty)),
                        float(log_probs[i])) for i, tokens in enumerate(outputs)]
 
 
 # --- beam search ------------------------------------------------------------------------------
 
 
-def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings) -> list[list[Hypothesis]]:
-    """Beam search with K = settings.beam_size beams per sentence; per sentence its N = num_hypotheses
+def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, options) -> list[list[Hypothesis]]:
+    """Beam search with K = options.beam_size beams per sentence; per sentence its N = num_hypotheses
     best hypotheses by score, best first.
 
     Each step keeps the K best extensions per sentence over all its beams x V tokens. Those among
@@ -234,7 +218,7 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
     `reorder_beams(state, rows)` (the per-sentence encoder keys/values are the same in every beam);
     `select` is used when sentences leave or the rows per sentence change.
     """
-    K, N, alpha = settings.beam_size, settings.num_hypotheses, settings.length_penalty
+    K, N, alpha = options.beam_size, options.num_hypotheses, options.length_penalty
     reorder = getattr(model, "reorder_beams", model.select)
     sentences = np.arange(batch_size)  # (L,) sentence of each live group of R rows
     scores = np.zeros((batch_size, 1))  # (L, R) log-prob sum of each live beam; R = 1 at the first step
@@ -243,13 +227,13 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, settings)
     finished: list[list[tuple]] = [[] for _ in range(batch_size)]  # per sentence: (score, log_prob, tokens), best first
     thresholds = np.full(batch_size, -np.inf)  # (B,) score of the N-th best finished hypothesis
     finished_counts = np.zeros(batch_size, dtype=np.int64)  # (B,) hypotheses finished so far
-    enough = (max(N, math.floor(K * settings.patience + 0.5))  # round half up, as C++ std::round and JS
-              if math.isfinite(settings.patience) else math.inf)
+    enough = (max(N, math.floor(K * options.patience + 0.5))  # round half up, as C++ std::round and JS
+              if math.isfinite(options.patience) else math.inf)
 
     for position in range(max_length):
         (L, R), length = scores.shape, position + 1  # length: tokens per hypothesis after this step
         logits, state = model.step(tokens, position, state)  # (L*R, V)
-        logits = apply_penalties(_checked_logits(logits, L * R), history.reshape(L * R, -1), settings.logits)
+        logits = apply_penalties(_checked_logits(logits, L * R), history.reshape(L * R, -1), options)
         V = logits.shape[1]
         # A sentence's 2K best candidates (beam, token) over its R*V can only use each beam's 2K best
         # tokens, so only those are scored: (L*R, W) with W = min(2K, V), ties to the lower token id.

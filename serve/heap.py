@@ -1,14 +1,12 @@
-"""Keep freed heap memory in the process: glibc's `M_TOP_PAD`, set once when a model is loaded.
+"""Keep freed heap memory in the process: glibc's `M_TOP_PAD`, set by the programs that decode.
 
-The numpy decoding loop allocates a new cache tensor per layer and step (the beams' reordered
-self-attention keys/values, (B·K, H, t, Dh) float32: hundreds of KB to MBs at batch 32). glibc
-returns the top of its heap to the kernel whenever more than its trim threshold is free, and the
-next step's allocation faults the same pages in again. With `M_TOP_PAD` the heap keeps
-`RETAINED_BYTES` beyond what is in use: measured on the demo model, batch 32, 4 beams, the
-reordering went from 11-13 ms to 4-5 ms per 128 sentences (`MALLOC_TOP_PAD_` in the environment
-has the same effect; bench/RESULTS-speed-changes.md). The cost: the process may keep up to that much freed
-memory. Only glibc (Linux) has `mallopt`; elsewhere nothing changes. `KERAS_TRANSFORMER_TOP_PAD=0`
-leaves glibc's default.
+The numpy decoding loop allocates new cache tensors every step (the beams' reordered self-attention
+keys/values: hundreds of KB to MBs at batch 32). glibc returns the top of its heap to the kernel
+whenever more than its trim threshold is free, and the next step faults the same pages in again;
+keeping `RETAINED_BYTES` beyond what is in use removes that cost (bench/RESULTS-speed-changes.md).
+It changes the whole process's allocator, so the entry points that decode call it (the translate,
+evaluate and serve commands), never a library import or a model's constructor. Only glibc (Linux)
+has `mallopt`; elsewhere nothing changes. `KERAS_TRANSFORMER_TOP_PAD=0` leaves glibc's default.
 """
 
 from __future__ import annotations

@@ -45,9 +45,9 @@ MAX_BODY_BYTES = 1_000_000  # 1 MB
 MAX_TEXTS = 256
 MAX_BEAM_SIZE = 16
 MAX_LENGTH_PENALTY = 10.0
-OPTION_FIELDS = ("beam_size", "max_length", "length_penalty", "num_hypotheses", "patience", "return_scores", "sampling_topk",
-                 "sampling_topp", "sampling_temperature", "seed", "no_repeat_ngram_size", "repetition_penalty")
-FIELDS = ("texts", *OPTION_FIELDS)  # batch_size is the server's choice
+OPTION_FIELDS = tuple(field.name for field in dataclasses.fields(DecodingOptions)
+                      if field.name != "batch_size")  # batch_size is the server's choice
+FIELDS = ("texts", *OPTION_FIELDS)
 # The server's caps on what a client may ask (resource and sanity bounds), over DecodingOptions' own checks.
 SERVER_LIMITS = JsonLimits({"beam_size": {"high": MAX_BEAM_SIZE}, "num_hypotheses": {"high": MAX_BEAM_SIZE},
                             "length_penalty": {"low": 0.0, "high": MAX_LENGTH_PENALTY}})
@@ -103,14 +103,14 @@ def create_app(translator, workers: int = 1, max_queue: int | None = None) -> St
 
     async def translate(request: Request) -> JSONResponse:
         try:
-            options = parse_translate_request(await read_body(request))
+            texts, options = parse_translate_request(await read_body(request))
         except RequestError as error:
             return _error(error.status, str(error))
         if not admission.try_enter():
             return _error(503, f"server busy: {admission.in_flight} requests in flight "
                                f"(capacity {admission.capacity}); retry later")
         try:
-            future = asyncio.get_running_loop().run_in_executor(executor, partial(_answer, translator, options))
+            future = asyncio.get_running_loop().run_in_executor(executor, partial(_answer, translator, texts, options))
         except RuntimeError:  # the executor is shut down: the server is stopping
             admission.leave()
             return _error(503, "server shutting down")
@@ -197,8 +197,8 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def parse_translate_request(body: bytes) -> dict:
-    """The JSON body of POST /translate -> keyword arguments of `Translator.translate`.
+def parse_translate_request(body: bytes) -> tuple[list[str], DecodingOptions]:
+    """The JSON body of POST /translate -> (texts, options).
 
     The options are validated by `DecodingOptions.from_json` (the same checks as the Python API
     and the CLI), within this server's caps `SERVER_LIMITS`.
@@ -224,7 +224,7 @@ def parse_translate_request(body: bytes) -> dict:
         options = DecodingOptions.from_json(data, SERVER_LIMITS)
     except (TypeError, ValueError) as error:
         raise RequestError(400, str(error)) from None
-    return {"texts": texts, **dataclasses.asdict(options)}
+    return texts, options
 
 
 def _json_object(body: bytes) -> dict:
@@ -238,22 +238,14 @@ def _json_object(body: bytes) -> dict:
     return data
 
 
-def _answer(translator, request: dict) -> dict:
+def _answer(translator, texts: list[str], options: DecodingOptions) -> dict:
     """The /translate answer: the translations, and the n-best lists with scores when asked for."""
-    texts = request["texts"]
-    options = {name: value for name, value in request.items() if name != "texts"}
-    if options["num_hypotheses"] == 1 and not options["return_scores"]:
-        return {"translations": translator.translate(texts, **_without_defaults(options))}
-    results = translator.translate_batch(texts, DecodingOptions(**options))
+    if options.num_hypotheses == 1 and not options.return_scores:
+        return {"translations": translator.translate(texts, **options.changed())}  # plain calls for plain requests
+    results = translator.translate_batch(texts, options)
     return {"translations": [result.text for result in results],
             "hypotheses": [[{"text": h.text, "score": _json_number(h.score), "log_prob": _json_number(h.log_prob)}
                             for h in result.hypotheses] for result in results]}
-
-
-def _without_defaults(options: dict) -> dict:
-    """The options that differ from DecodingOptions' defaults (so a plain translator sees plain calls)."""
-    defaults = DecodingOptions()
-    return {name: value for name, value in options.items() if getattr(defaults, name) != value}
 
 
 def _json_number(value: float):
@@ -273,7 +265,7 @@ def parse_stream_request(body: bytes) -> tuple[str, dict]:
         options = DecodingOptions.from_json(data, SERVER_LIMITS)
     except (TypeError, ValueError) as error:
         raise RequestError(400, str(error)) from None
-    return text, _without_defaults(dataclasses.asdict(options))
+    return text, options.changed()
 
 
 def _error(status: int, message: str, headers=None) -> JSONResponse:

@@ -14,42 +14,23 @@ history of generated tokens (no BOS):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class LogitsSettings:
-    """The options that change logits or how a token is chosen from them (defaults: none)."""
-
-    repetition_penalty: float = 1.0
-    no_repeat_ngram_size: int = 0
-    sampling_topk: int = 1  # 1: argmax (no sampling); 0: sample from the whole vocabulary
-    sampling_topp: float = 1.0
-    sampling_temperature: float = 1.0
-
-    @property
-    def samples(self) -> bool:
-        return self.sampling_topk != 1
-
-    @property
-    def changes_logits(self) -> bool:
-        return self.repetition_penalty != 1.0 or self.no_repeat_ngram_size > 0
+from .decoding_options import DecodingOptions
 
 
-def apply_penalties(logits: np.ndarray, history: np.ndarray, settings: LogitsSettings) -> np.ndarray:
+def apply_penalties(logits: np.ndarray, history: np.ndarray, options: DecodingOptions) -> np.ndarray:
     """logits (R, V), history int (R, t) generated tokens per row -> penalized logits (R, V), a copy."""
-    if not settings.changes_logits or history.shape[1] == 0:
+    if not options.changes_logits or history.shape[1] == 0:
         return logits
     logits = np.array(logits, dtype=np.float32)  # (R, V)
     rows = np.arange(len(logits))[:, None]  # (R, 1)
-    if settings.repetition_penalty != 1.0:
+    if options.repetition_penalty != 1.0:
         seen = np.zeros(logits.shape, dtype=bool)  # (R, V)
         seen[rows, history] = True
-        penalized = np.where(logits > 0, logits / settings.repetition_penalty, logits * settings.repetition_penalty)
+        penalized = np.where(logits > 0, logits / options.repetition_penalty, logits * options.repetition_penalty)
         logits = np.where(seen, penalized, logits)
-    n = settings.no_repeat_ngram_size
+    n = options.no_repeat_ngram_size
     if n > 0 and history.shape[1] >= n - 1:
         for row, banned in enumerate(_completing_tokens(history, n)):
             logits[row, banned] = -np.inf
@@ -67,18 +48,18 @@ def _completing_tokens(history: np.ndarray, n: int) -> list[list[int]]:
     return banned
 
 
-def sample(logits: np.ndarray, settings: LogitsSettings, generators: list) -> np.ndarray:
+def sample(logits: np.ndarray, options: DecodingOptions, generators: list) -> np.ndarray:
     """One token per row of logits (R, V), drawn with generators[r]: int32 (R,)."""
-    scaled = np.asarray(logits, dtype=np.float64) / settings.sampling_temperature  # (R, V)
+    scaled = np.asarray(logits, dtype=np.float64) / options.sampling_temperature  # (R, V)
     vocab = scaled.shape[1]
-    k = vocab if settings.sampling_topk == 0 else min(settings.sampling_topk, vocab)
+    k = vocab if options.sampling_topk == 0 else min(options.sampling_topk, vocab)
     order = np.argsort(-scaled, axis=1, kind="stable")[:, :k]  # (R, k) most likely first, ties: lower id
     top = np.take_along_axis(scaled, order, axis=1)  # (R, k)
     probs = np.exp(top - top[:, :1])
     probs /= probs.sum(axis=1, keepdims=True)  # (R, k)
-    if settings.sampling_topp < 1.0:
+    if options.sampling_topp < 1.0:
         before = np.cumsum(probs, axis=1) - probs  # probability mass of the more likely tokens
-        probs = np.where(before < settings.sampling_topp, probs, 0.0)  # the first token always stays
+        probs = np.where(before < options.sampling_topp, probs, 0.0)  # the first token always stays
         probs /= probs.sum(axis=1, keepdims=True)
     cumulative = np.cumsum(probs, axis=1)  # (R, k)
     draws = np.array([generator.random() for generator in generators])  # (R,) one per row, its own stream

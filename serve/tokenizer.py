@@ -27,12 +27,17 @@ from typing import Iterable, Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from .bundle_format import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
 from .atomic_files import atomic_write_text
+from .bundle_format import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+from .errors import KerasTransformerError, OptionError
 
 # Ids that `decode` drops. [UNK] is kept: it decodes to the literal "[UNK]", so that a lost
 # character stays visible in a translation instead of vanishing silently.
 _DROPPED_IDS = frozenset({PAD_ID, BOS_ID, EOS_ID})
+
+
+class TokenizerError(KerasTransformerError, ValueError):
+    """A tokenizer file or text that cannot be used; the message names where it came from."""
 
 
 class SubwordTokenizer:
@@ -43,13 +48,13 @@ class SubwordTokenizer:
         source: where it came from (a path), used in error messages.
 
     Raises:
-        ValueError: if the special tokens are not `SPECIAL_TOKENS` at ids 0..3.
+        TokenizerError: (a ValueError) if the special tokens are not `SPECIAL_TOKENS` at ids 0..3.
     """
 
     def __init__(self, tokenizer: Tokenizer, source: str = "<tokenizer>"):
         found = [tokenizer.id_to_token(i) for i in range(len(SPECIAL_TOKENS))]
         if found != SPECIAL_TOKENS:
-            raise ValueError(
+            raise TokenizerError(
                 f"{source}: expected special tokens {SPECIAL_TOKENS} at ids 0..{len(SPECIAL_TOKENS) - 1}, "
                 f"got {found}"
             )
@@ -66,19 +71,19 @@ class SubwordTokenizer:
         """Loads a tokenizer from its JSON text (what `tokenizers.Tokenizer.to_str` writes).
 
         Raises:
-            ValueError: if the text is not JSON, not a tokenizer, or has the wrong special ids.
+            TokenizerError: (a ValueError) if the text is not JSON, not a tokenizer, or has the wrong special ids.
         """
         try:
             json.loads(json_text)
         except json.JSONDecodeError as error:
-            raise ValueError(
+            raise TokenizerError(
                 f"{source}: expected a tokenizers-library JSON file, got invalid JSON "
                 f"(line {error.lineno}, column {error.colno}: {error.msg})"
             ) from None
         try:
             tokenizer = Tokenizer.from_str(json_text)
         except Exception as error:  # the library raises a bare Exception for a bad layout
-            raise ValueError(
+            raise TokenizerError(
                 f"{source}: expected a tokenizers-library tokenizer, got JSON it cannot load ({error})"
             ) from None
         return cls(tokenizer, source=source)
@@ -89,18 +94,18 @@ class SubwordTokenizer:
 
         Raises:
             FileNotFoundError: if `path` does not exist.
-            ValueError: if it is a directory, not UTF-8, not JSON, not a tokenizer, or has the
+            TokenizerError: (a ValueError) if it is a directory, not UTF-8, not JSON, not a tokenizer, or has the
                 wrong special ids; the message names the path.
         """
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"tokenizer file not found: {path}")
         if path.is_dir():
-            raise ValueError(f"{path}: expected a tokenizer JSON file, got a directory")
+            raise TokenizerError(f"{path}: expected a tokenizer JSON file, got a directory")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(
+            raise TokenizerError(
                 f"{path}: expected a UTF-8 tokenizer JSON file, got undecodable byte at offset {error.start}"
             ) from None
         return cls.from_str(text, source=str(path))
@@ -155,7 +160,7 @@ class SubwordTokenizer:
             if token_id in _DROPPED_IDS:
                 continue
             if not 0 <= token_id < vocab_size:
-                raise ValueError(f"expected token ids in 0..{vocab_size - 1}, got {token_id}")
+                raise OptionError(f"expected token ids in 0..{vocab_size - 1}, got {token_id}")
             cleaned.append(token_id)
         return cleaned
 

@@ -31,8 +31,10 @@ import numpy as np
 
 from . import bundle_format as fmt
 from . import decoding
+from .batching import encode_sources, pad_batch, sampling_generators, search_sources
 from .bundle import read_bundle_config
-from .decoding_options import DecodingOptions, search_settings
+from .decoding_options import DecodingOptions
+from .errors import OptionError, OptionTypeError
 from .tokenizer import SubwordTokenizer
 
 
@@ -46,7 +48,7 @@ class TranslationHypothesis:
 
     text: str
     target_ids: list[int]  # no BOS/EOS
-    score: float  # log_prob / ((5 + len) / 6) ** length_penalty: what beam search ranks by (nan if not computed)
+    score: float  # log_prob / (len(target_ids) + 1) ** length_penalty: what beam search ranks by (nan if not computed)
     log_prob: float  # sum of the generated tokens' log-probabilities, EOS included (nan if not computed)
 
 
@@ -77,15 +79,20 @@ class Translator:
     """
 
     def __init__(self, bundle_dir, threads: int | None = None, graph_search: bool = True):
-        from .onnx_model import OnnxStepModel  # onnxruntime: only for bundles
+        from .graph_search import GraphSearch  # onnxruntime: only for bundles
+        from .onnx_model import OnnxStepModel
+        from .sessions import session_options
 
         if threads is not None and (not _is_int(threads) or threads < 1):
-            raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
+            raise OptionError(f"threads: expected a positive int or None, got {threads!r}")
         bundle = read_bundle_config(bundle_dir)
-        self._setup(OnnxStepModel(bundle, threads=threads, graph_search=graph_search),
+        self._setup(OnnxStepModel(bundle, threads=threads),
                     SubwordTokenizer.from_file(bundle.file(fmt.SOURCE_TOKENIZER_FILE)),
                     SubwordTokenizer.from_file(bundle.file(fmt.TARGET_TOKENIZER_FILE)),
                     bundle.max_source_length, bundle.max_target_length, bundle.path)
+        if graph_search and fmt.GENERATE_FILE in bundle.values.get("files", {}):
+            self.graph_search = GraphSearch(bundle.file(fmt.GENERATE_FILE), session_options(threads),
+                                            bundle.num_layers)
         self.bundle = bundle
         self.threads = threads
 
@@ -110,6 +117,7 @@ class Translator:
 
     def _setup(self, model, source_tokenizer, target_tokenizer, max_source_length, max_target_length, path):
         self.model = model
+        self.graph_search = None  # a bundle's generate.onnx (serve/graph_search.py), when it has one
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.max_source_length = max_source_length  # most source tokens the encoder accepts, EOS included
@@ -129,63 +137,52 @@ class Translator:
                 "opset": values.get("opset"),
                 "parity": values.get("parity"),
                 "search": ("generate.onnx (onnxruntime's BeamSearch) where it reproduces the numpy loop"
-                           if self.model.graph_search is not None else "numpy loop"),
+                           if self.graph_search is not None else "numpy loop"),
                 "model": {key: model.get(key) for key in ("num_layers", "num_heads", "hidden_dim",
                                                          "intermediate_dim", "max_source_length",
                                                          "max_target_length")},
             })
         return info
 
-    def translate(self, texts: Sequence[str], beam_size: int = 1, max_length: int | None = None,
-                  batch_size: int = 32, length_penalty: float = 1.0,
-                  progress: Callable[[int], None] | None = None, **options) -> list[str]:
+    def translate(self, texts: Sequence[str], options: DecodingOptions | None = None,
+                  progress: Callable[[int], None] | None = None, **kwargs) -> list[str]:
         """Translates each text; blank texts give "" without running the model.
 
-        A text whose tokens plus EOS exceed `max_source_length` is cut to fit; if any was, ONE
-        `TruncationWarning` (via `warnings.warn`) is issued for the whole call, naming how many and
-        the first index. Characters the tokenizer never saw become [UNK].
+        Options come as one `DecodingOptions` or as its fields by keyword, e.g.
+        `translate(texts, beam_size=4)` (beam_size 1 = greedy; max_length None = the model's
+        max_target_length, EOS included). A text whose tokens plus EOS exceed `max_source_length`
+        is cut to fit; if any was, ONE `TruncationWarning` is issued for the whole call, naming how
+        many and the first index. Characters the tokenizer never saw become [UNK].
 
         Args:
             texts: a list or tuple of str.
-            beam_size, max_length, batch_size, length_penalty: see `DecodingOptions` (beam_size 1 =
-                greedy; max_length None = the model's max_target_length, EOS included).
+            options: a `DecodingOptions`, or None to build one from `kwargs`.
             progress: called with the number of sentences finished after each batch (blank ones
                 count at once), e.g. to draw a progress bar.
-            **options: the other `DecodingOptions` (sampling, seed, no_repeat_ngram_size,
-                repetition_penalty, ...). For n-best lists and scores use `translate_batch`.
 
         Returns:
-            One translation per text (its best hypothesis), in input order.
+            One translation per text (its best hypothesis), in input order. For n-best lists and
+            scores use `translate_batch`.
 
         Raises:
-            TypeError: `texts` is not a list/tuple, an element is not a str ("texts[2]: expected
-                str, got int"), or an option has the wrong type.
-            ValueError: an option out of range (see `DecodingOptions`).
+            OptionTypeError: `texts` is not a list/tuple, an element is not a str ("texts[2]:
+                expected str, got int"), or an option has the wrong type.
+            OptionError: an option out of range (see `DecodingOptions`).
         """
-        options = DecodingOptions(beam_size=beam_size, max_length=max_length, batch_size=batch_size,
-                                  length_penalty=length_penalty, **options)
-        return [result.text for result in self.translate_batch(texts, options, progress=progress)]
+        return [result.text for result in self.translate_batch(texts, options, progress, **kwargs)]
 
     def translate_batch(self, texts: Sequence[str], options: DecodingOptions | None = None,
                         progress: Callable[[int], None] | None = None, **kwargs) -> list[Translation]:
         """`translate`, returning each text's `Translation`: its best text, the token ids on both
-        sides, its score and its n-best list (`num_hypotheses`), as CTranslate2's `translate_batch`.
-
-        Options come as one `DecodingOptions` or as its fields by keyword, e.g.
-        `translate_batch(texts, beam_size=4, num_hypotheses=4)`.
-        """
+        sides, its score and its n-best list (`num_hypotheses`), as CTranslate2's `translate_batch`."""
         texts = _checked_texts(texts)
-        if options is not None and kwargs:
-            raise TypeError("expected a DecodingOptions or keyword options, got both")
-        options = DecodingOptions(**kwargs) if options is None else options
-        if not isinstance(options, DecodingOptions):
-            raise TypeError(f"options: expected DecodingOptions, got {type(options).__name__}")
+        options = _decoding_options(options, kwargs)
         results = [Translation("", [], [])] * len(texts)
         todo = [i for i, text in enumerate(texts) if text.strip()]  # blank texts stay ""
         if progress is not None and len(todo) < len(texts):
             progress(len(texts) - len(todo))
         sources = self._source_ids([texts[i] for i in todo], todo)
-        found = search_sources(self.model, sources, options, self.max_target_length, progress)
+        found = search_sources(self.model, sources, options, self.max_target_length, progress, self.graph_search)
         flat = [hypothesis for hypotheses in found for hypothesis in hypotheses]
         texts_of = iter(self.target_tokenizer.decode_batch([h.tokens for h in flat]))
         for i, source, hypotheses in zip(todo, sources, found, strict=True):
@@ -193,19 +190,20 @@ class Translator:
             results[i] = Translation(listed[0].text, source, listed[0].target_ids, listed[0].score, listed)
         return results
 
-    def stream(self, text: str, **options) -> Iterator[str]:
+    def stream(self, text: str, options: DecodingOptions | None = None, **kwargs) -> Iterator[str]:
         """Translates one text, yielding its translation piece by piece as tokens are decoded.
 
-        The pieces joined equal `translate([text], **options)[0]`. Greedy search or sampling only
+        The pieces joined equal `translate([text], options)[0]`. Greedy search or sampling only
         (beam search knows its best hypothesis only at the end): `beam_size` must be 1.
 
         Raises:
-            TypeError, ValueError: as `translate`; ValueError for beam_size > 1 or num_hypotheses > 1.
+            OptionTypeError, OptionError: as `translate`; OptionError for beam_size > 1.
         """
         (text,) = _checked_texts([text])
-        options = DecodingOptions(**options)
+        options = _decoding_options(options, kwargs)
         if options.beam_size != 1:
-            raise ValueError(f"beam_size: streaming decodes greedily or by sampling (beam_size 1), got {options.beam_size}")
+            raise OptionError(f"beam_size: streaming decodes greedily or by sampling (beam_size 1), got "
+                              f"{options.beam_size}")
         return self._stream(text, options)  # checked now, decoded as the caller iterates
 
     def _stream(self, text: str, options: DecodingOptions) -> Iterator[str]:
@@ -214,8 +212,8 @@ class Translator:
         (source,) = self._source_ids([text], [0])
         state = self.model.start(pad_batch([source]))
         steps = decoding.greedy_steps(self.model, state, 1, fmt.BOS_ID, fmt.EOS_ID,
-                                      options.capped_max_length(self.max_target_length), search_settings(options),
-                                      _generators([source], options))
+                                      options.capped_max_length(self.max_target_length), options,
+                                      sampling_generators([source], options))
         tokens, shown = [], ""
         for _, chosen, _ in steps:
             if int(chosen[0]) == fmt.EOS_ID:
@@ -247,72 +245,14 @@ class Translator:
         return f"Translator({str(self.path)!r}, threads={self.threads})"
 
 
-def encode_sources(tokenizer: SubwordTokenizer, texts: list[str], max_source_length: int
-                   ) -> tuple[list[list[int]], list[int]]:
-    """The encoder's input rule, in one place: source ids = the text's tokens + [EOS], cut to
-    `max_source_length` (EOS kept). Returns the id lists and each text's untruncated length
-    (tokens + EOS), so callers can tell which were cut."""
-    encoded = tokenizer.encode_batch(texts) if texts else []
-    limit = max_source_length - 1  # room for EOS
-    return [ids[:limit] + [fmt.EOS_ID] for ids in encoded], [len(ids) + 1 for ids in encoded]
-
-
-def decode_sources(model: decoding.StepModel, sources: list[list[int]], options: DecodingOptions,
-                   max_target_length: int) -> list[list[int]]:
-    """The best output's token ids (no BOS/EOS) per source id list (EOS included), in input order.
-    The export's parity check calls this directly with token ids."""
-    return [hypotheses[0].tokens for hypotheses in search_sources(model, sources, options, max_target_length)]
-
-
-def search_sources(model: decoding.StepModel, sources: list[list[int]], options: DecodingOptions,
-                   max_target_length: int, progress: Callable[[int], None] | None = None
-                   ) -> list[list[decoding.Hypothesis]]:
-    """Each source's `num_hypotheses` best hypotheses, in input order.
-
-    Sorts by source length (shortest first, stable), pads batches of `options.batch_size`, runs
-    `model.start` then greedy search, sampling or beam search on each batch; or, when the model
-    has a `graph_search` that handles these settings and the batch is within its `max_batch`, that
-    search in one call per batch.
-    """
-    max_length = options.capped_max_length(max_target_length)
-    settings = search_settings(options)
-    graph_search = getattr(model, "graph_search", None)
-    if graph_search is not None and not graph_search.handles(settings, max_length):
-        graph_search = None
-    outputs: list = [[] for _ in sources]
-    order = sorted(range(len(sources)), key=lambda j: (len(sources[j]), j))
-    for start in range(0, len(order), options.batch_size):
-        batch = order[start:start + options.batch_size]
-        batch_sources = [sources[j] for j in batch]
-        if graph_search is not None and len(batch) <= graph_search.max_batch:
-            found = graph_search.search(pad_batch(batch_sources), max_length, settings)
-        else:
-            state = model.start(pad_batch(batch_sources))
-            found = decoding.search(model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length, settings,
-                                    _generators(batch_sources, options))
-        for j, hypotheses in zip(batch, found, strict=True):
-            outputs[j] = hypotheses
-        if progress is not None:
-            progress(len(batch))
-    return outputs
-
-
-def _generators(sources: list[list[int]], options: DecodingOptions) -> list | None:
-    """One random generator per sentence when sampling: seeded with (seed, its source ids), so that
-    a sentence's draws depend neither on its batch nor on its place in it; unseeded without a seed."""
-    if not options.samples:
-        return None
-    if options.seed is None:
-        return [np.random.default_rng() for _ in sources]
-    return [np.random.default_rng([options.seed, *source]) for source in sources]
-
-
-def pad_batch(rows: list[list[int]]) -> np.ndarray:
-    """Token id lists -> int32 (B, S) with S the longest row, right-padded with PAD_ID."""
-    out = np.full((len(rows), max(len(row) for row in rows)), fmt.PAD_ID, dtype=np.int32)  # (B, S)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return out
+def _decoding_options(options, kwargs: dict) -> DecodingOptions:
+    """The call's options: the `DecodingOptions` given, or one built from keyword fields, not both."""
+    if options is not None and kwargs:
+        raise OptionTypeError("expected a DecodingOptions or keyword options, got both")
+    options = DecodingOptions(**kwargs) if options is None else options
+    if not isinstance(options, DecodingOptions):
+        raise OptionTypeError(f"options: expected DecodingOptions, got {type(options).__name__}")
+    return options
 
 
 def _is_int(value) -> bool:
@@ -322,11 +262,11 @@ def _is_int(value) -> bool:
 def _checked_texts(texts) -> list[str]:
     if not isinstance(texts, (list, tuple)):
         hint = " (wrap a single text in a list)" if isinstance(texts, (str, bytes)) else ""
-        raise TypeError(f"texts: expected a list of str, got {type(texts).__name__}{hint}")
+        raise OptionTypeError(f"texts: expected a list of str, got {type(texts).__name__}{hint}")
     checked = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}]: expected str, got {type(text).__name__}")
+            raise OptionTypeError(f"texts[{i}]: expected str, got {type(text).__name__}")
         checked.append(_valid_unicode(text))
     return checked
 

@@ -31,9 +31,11 @@ from urllib.parse import unquote, urlsplit
 
 from . import bundle_format as fmt
 from .bundle import BundleError, read_bundle_config
+from .errors import KerasTransformerError
 
 BUNDLE_PREFIX = "/bundle/"
-BUNDLE_FILES = (fmt.CONFIG_FILE, fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE)
+BUNDLE_FILES = (fmt.CONFIG_FILE, fmt.ENCODER_FILE, fmt.DECODER_FILE,
+                fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE)
 STATIC_DIR_ENV = "KERAS_TRANSFORMER_WEB_DIST"  # overrides where the built page is looked for
 
 CONTENT_TYPES = {
@@ -66,7 +68,7 @@ SECURITY_HEADERS = {
 }
 
 
-class WebServerError(RuntimeError):
+class WebServerError(KerasTransformerError, RuntimeError):
     """The page cannot be served: web/dist is not built, or BUNDLE is not a directory."""
 
 

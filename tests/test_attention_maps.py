@@ -57,7 +57,8 @@ def test_attention_weights_are_softmax_rows_and_causal(model_and_tokenizers, pai
     _check_weights(weights, 2, 2, len(source_ids), len(target_ids))
     # Not a constant picture: the trained encoder's heads do not attend uniformly.
     assert not np.allclose(weights["encoder_self"][0], 1.0 / len(source_ids), atol=1e-3)
-    with pytest.raises(ValueError, match=r"expected source_ids to be a non-empty 1-D sequence of ints, got shape \(0,\)"):
+    with pytest.raises(ValueError,
+                       match=r"expected source_ids to be a non-empty 1-D sequence of ints, got shape \(0,\)"):
         attention_weights(model, [], target_ids)
 
 
@@ -82,7 +83,8 @@ def test_draw_attention_writes_one_panel_per_kind_layer_and_head(model_and_token
     # Devanagari shows as itself where a font has it, as its position "#i" where none does.
     assert all(label in (token, f"#{i}") for i, (label, token) in enumerate(zip(target_labels, target_tokens)))
 
-    with pytest.raises(ValueError, match=r"expected encoder_self layer 1 weights of shape \(H, \d+, \d+\) for source x source tokens, got \(2, "):
+    with pytest.raises(ValueError, match=r"expected encoder_self layer 1 weights of shape \(H, \d+, \d+\) "
+                                         r"for source x source tokens, got \(2, "):
         draw_attention(weights, source_tokens[:-1], target_tokens, tmp_path / "bad.png")
 
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from keras_transformer.corpus import CorpusError, CorpusStats, read_corpora, read_parallel_corpus, split_repeat, write_tsv
+from keras_transformer.corpus import (
+    CorpusError,
+    CorpusStats,
+    read_corpora,
+    read_parallel_corpus,
+    split_repeat,
+    write_tsv,
+)
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -89,7 +96,8 @@ def test_missing_file(tmp_path):
 
 def test_unknown_form(tmp_path):
     path = write(tmp_path / "c.txt", "a\tb\n")
-    with pytest.raises(ValueError, match=r"expected a corpus SPEC \('demo', a \.tsv file, a \.csv file .*SOURCE_FILE,TARGET_FILE\), got '.*c\.txt'"):
+    with pytest.raises(ValueError, match=r"expected a corpus SPEC \('demo', a \.tsv file, a \.csv file "
+                                         r".*SOURCE_FILE,TARGET_FILE\), got '.*c\.txt'"):
         read_parallel_corpus(str(path))
 
 
@@ -97,7 +105,8 @@ def test_unknown_form(tmp_path):
 
 
 def test_csv_with_quoted_commas_and_newlines(tmp_path):
-    text = 'id,english,german\n1,"Yes, sir.","Ja, mein Herr."\n2,"He said ""hi""","Er sagte ""hallo"""\n3,"two\nlines",zwei\n'
+    text = ('id,english,german\n1,"Yes, sir.","Ja, mein Herr."\n'
+            '2,"He said ""hi""","Er sagte ""hallo"""\n3,"two\nlines",zwei\n')
     path = write(tmp_path / "c.csv", text)
     pairs, stats = read_parallel_corpus(str(path), source_column="english", target_column="german")
     assert pairs == [("Yes, sir.", "Ja, mein Herr."), ('He said "hi"', 'Er sagte "hallo"'), ("two lines", "zwei")]
@@ -111,13 +120,15 @@ def test_csv_column_order_is_free(tmp_path):
 
 def test_csv_needs_column_names(tmp_path):
     path = write(tmp_path / "c.csv", "en,de\na,b\n")
-    with pytest.raises(ValueError, match=r"expected source_column and target_column for the \.csv SPEC .*got source_column=None"):
+    with pytest.raises(ValueError,
+                       match=r"expected source_column and target_column for the \.csv SPEC .*got source_column=None"):
         read_parallel_corpus(str(path))
 
 
 def test_csv_missing_column_lists_available_ones(tmp_path):
     path = write(tmp_path / "c.csv", "english,german\na,b\n")
-    with pytest.raises(CorpusError, match=r"c\.csv:1: expected columns \['hindi'\] in the header, got columns \['english', 'german'\]"):
+    with pytest.raises(CorpusError, match=r"c\.csv:1: expected columns \['hindi'\] in the header, "
+                                          r"got columns \['english', 'german'\]"):
         read_parallel_corpus(str(path), source_column="english", target_column="hindi")
 
 
@@ -159,7 +170,8 @@ def test_line_aligned_files(tmp_path):
 def test_line_aligned_files_with_different_counts(tmp_path):
     source = write(tmp_path / "a.en", "1\n2\n3\n")
     target = write(tmp_path / "a.de", "1\n2\n")
-    with pytest.raises(CorpusError, match=r"a\.en and .*a\.de: expected line-aligned files with equal line counts, got 3 and 2 lines"):
+    with pytest.raises(CorpusError, match=r"a\.en and .*a\.de: expected line-aligned files with equal line counts, "
+                                          r"got 3 and 2 lines"):
         read_parallel_corpus(f"{source},{target}", max_pairs=1)
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from keras_transformer.serve import decoding
 from keras_transformer.serve.decoding import beam_search, greedy_decode, log_softmax
+from keras_transformer.serve.decoding_options import DecodingOptions
 
 BOS, EOS = 1, 2
 
@@ -107,7 +108,9 @@ def test_greedy_ties_go_to_lowest_id():
 
 
 def test_max_length_one():
-    eos_first = lambda source, prefix: np.eye(5, dtype=np.float32)[EOS if source == 0 else 4] * 5
+    def eos_first(source, prefix):
+        return np.eye(5, dtype=np.float32)[EOS if source == 0 else 4] * 5
+
     assert decode_greedy(eos_first, [0, 1], max_length=1) == [[], [4]]
     assert decode_beam(eos_first, [0, 1], max_length=1, beam_size=3) == [[], [4]]
 
@@ -179,7 +182,7 @@ def test_beam_size_one_is_greedy(seed):
     assert decode_beam(logits_fn, sources, 8, beam_size=1, length_penalty=0.7) == greedy
     # The general beam path agrees too at K = 1 without length penalty.
     model = PrefixModel(logits_fn)
-    settings = decoding.SearchSettings(beam_size=1, length_penalty=0.0)
+    settings = DecodingOptions(beam_size=1, length_penalty=0.0)
     found = decoding._beam_search(model, model.initial_state(sources), 5, BOS, EOS, 8, settings)
     assert [hypotheses[0].tokens for hypotheses in found] == greedy
 
@@ -213,7 +216,10 @@ def test_beam_scores_no_worse_than_greedy():
         for source in range(4):
             greedy = decode_greedy(logits_fn, [source], 6)[0]
             beam = decode_beam(logits_fn, [source], 6, beam_size=4, length_penalty=0.0)[0]
-            finish = lambda tokens: tokens + [EOS] if len(tokens) < 6 else tokens
+
+            def finish(tokens):
+                return tokens + [EOS] if len(tokens) < 6 else tokens
+
             assert sequence_score(logits_fn, source, finish(beam), 0.0) >= (
                 sequence_score(logits_fn, source, finish(greedy), 0.0) - 1e-9
             )
@@ -251,7 +257,10 @@ def test_deterministic(beam_size):
     logits_fn = random_logits(vocab_size=6, seed=5, eos_bias=0.2)
     runs = [decode_beam(logits_fn, list(range(4)), 8, beam_size) for _ in range(2)]
     assert runs[0] == runs[1]
-    ties = lambda source, prefix: np.zeros(6, np.float32)
+
+    def ties(source, prefix):
+        return np.zeros(6, np.float32)
+
     assert decode_beam(ties, [0, 1], 5, beam_size=3) == decode_beam(ties, [0, 1], 5, beam_size=3)
     assert decode_beam(ties, [0, 1], 5, beam_size=3) == [[], []]  # equal steps: shortest scores best
 
@@ -323,7 +332,7 @@ def test_max_length_must_be_positive(max_length):
 
 def test_beam_size_must_be_positive():
     model = PrefixModel(random_logits(5, seed=0))
-    with pytest.raises(ValueError, match=r"expected beam_size >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"beam_size: expected an int >= 1, got 0"):
         beam_search(model, model.initial_state([0]), 1, BOS, EOS, 5, beam_size=0)
 
 

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from keras_transformer.serve import decoding
-from keras_transformer.serve.decoding import Hypothesis, SearchSettings, search
-from keras_transformer.serve.decoding_options import DecodingOptions, search_settings
-from keras_transformer.serve.logits_processing import LogitsSettings, apply_penalties
+from keras_transformer.serve.decoding import search
+from keras_transformer.serve.decoding_options import DecodingOptions
+from keras_transformer.serve.logits_processing import apply_penalties
 
 from test_decoding import BOS, EOS, PrefixModel, decode_beam, decode_greedy, random_logits, sequence_score
 
@@ -32,7 +31,7 @@ def finished(tokens, max_length):
 def test_n_best_is_sorted_scored_and_led_by_the_beam_output(alpha):
     logits_fn = random_logits(vocab_size=7, seed=5, eos_bias=0.4)
     sources = [0, 1, 2, 3]
-    found = run_search(logits_fn, sources, 6, SearchSettings(beam_size=4, num_hypotheses=4, length_penalty=alpha))
+    found = run_search(logits_fn, sources, 6, DecodingOptions(beam_size=4, num_hypotheses=4, length_penalty=alpha))
     best = decode_beam(logits_fn, sources, 6, beam_size=4, length_penalty=alpha)
     for source, hypotheses, expected in zip(sources, found, best):
         assert len(hypotheses) == 4 and hypotheses[0].tokens == expected
@@ -46,8 +45,8 @@ def test_n_best_is_sorted_scored_and_led_by_the_beam_output(alpha):
 
 def test_greedy_scores_only_when_asked():
     logits_fn = random_logits(vocab_size=6, seed=2, eos_bias=0.5)
-    plain = run_search(logits_fn, [0, 1], 5, SearchSettings())
-    scored = run_search(logits_fn, [0, 1], 5, SearchSettings(return_scores=True, length_penalty=0.6))
+    plain = run_search(logits_fn, [0, 1], 5, DecodingOptions())
+    scored = run_search(logits_fn, [0, 1], 5, DecodingOptions(return_scores=True, length_penalty=0.6))
     assert all(np.isnan(h[0].score) for h in plain)
     for source, (h,) in zip([0, 1], scored):
         assert h.tokens == decode_greedy(logits_fn, [source], 5)[0]
@@ -56,7 +55,7 @@ def test_greedy_scores_only_when_asked():
 
 def test_more_hypotheses_than_beams_is_refused():
     with pytest.raises(ValueError, match="num_hypotheses"):
-        run_search(random_logits(5, 0), [0], 3, SearchSettings(beam_size=2, num_hypotheses=3))
+        run_search(random_logits(5, 0), [0], 3, DecodingOptions(beam_size=2, num_hypotheses=3))
     with pytest.raises(ValueError, match="num_hypotheses: expected at most beam_size \\(2\\), got 3"):
         DecodingOptions(beam_size=2, num_hypotheses=3)
 
@@ -65,7 +64,7 @@ def test_more_hypotheses_than_beams_is_refused():
 
 
 def sampling(**kwargs):
-    return SearchSettings(logits=LogitsSettings(**kwargs))
+    return DecodingOptions(**kwargs)
 
 
 def generators(seed, sources):
@@ -101,7 +100,8 @@ def test_top_k_samples_only_among_the_k_best_and_tiny_top_p_or_temperature_is_gr
             prefix += (token,)
     greedy = decode_greedy(logits_fn, sources, 6)
     nucleus = run_search(logits_fn, sources, 6, sampling(sampling_topk=0, sampling_topp=1e-6), generators(0, sources))
-    cold = run_search(logits_fn, sources, 6, sampling(sampling_topk=0, sampling_temperature=1e-4), generators(0, sources))
+    cold = run_search(logits_fn, sources, 6, sampling(sampling_topk=0, sampling_temperature=1e-4),
+                      generators(0, sources))
     assert [h[0].tokens for h in nucleus] == greedy == [h[0].tokens for h in cold]
 
 
@@ -128,7 +128,7 @@ def test_sampling_with_beams_is_refused():
 
 def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_seen_tokens():
     logits = np.array([[2.0, -1.0, 3.0, 0.5]], dtype=np.float32)
-    out = apply_penalties(logits, np.array([[0, 1]]), LogitsSettings(repetition_penalty=2.0))
+    out = apply_penalties(logits, np.array([[0, 1]]), DecodingOptions(repetition_penalty=2.0))
     np.testing.assert_allclose(out, [[1.0, -2.0, 3.0, 0.5]])
     np.testing.assert_allclose(logits, [[2.0, -1.0, 3.0, 0.5]])  # the input is left alone
 
@@ -143,7 +143,7 @@ def test_no_repeat_ngram_size_leaves_no_repeated_ngram(n, beam_size):
         logits[EOS] -= 4.0
         return logits
 
-    settings = SearchSettings(beam_size=beam_size, logits=LogitsSettings(no_repeat_ngram_size=n))
+    settings = DecodingOptions(beam_size=beam_size, no_repeat_ngram_size=n)
     for (hypothesis,) in run_search(logits_fn, list(range(6)), 10, settings):
         grams = [tuple(hypothesis.tokens[i:i + n]) for i in range(len(hypothesis.tokens) - n + 1)]
         assert len(grams) == len(set(grams)), hypothesis.tokens
@@ -156,7 +156,7 @@ def test_repetition_penalty_breaks_a_loop():
         return np.array([-9.0, -9.0, -2.0, 3.0, 1.0], dtype=np.float32)
 
     assert decode_greedy(logits_fn, [0], 4) == [[3, 3, 3, 3]]
-    (penalized,) = run_search(logits_fn, [0], 4, SearchSettings(logits=LogitsSettings(repetition_penalty=4.0)))
+    (penalized,) = run_search(logits_fn, [0], 4, DecodingOptions(repetition_penalty=4.0))
     # once generated, 3 scores 3 / 4 = 0.75 < 1 (token 4); once 4 is generated too, 4 scores 0.25 and 3 wins again
     assert penalized[0].tokens == [3, 4, 3, 3]
 
@@ -181,7 +181,7 @@ def test_reordering_beams_only_gives_the_same_search(seed):
     logits_fn = random_logits(vocab_size=7, seed=seed, eos_bias=0.2)
     sources = [0, 1, 2]
     model = ReorderingModel(logits_fn)
-    settings = SearchSettings(beam_size=3, num_hypotheses=3)
+    settings = DecodingOptions(beam_size=3, num_hypotheses=3)
     assert run_search(logits_fn, sources, 7, settings, model=model) == run_search(logits_fn, sources, 7, settings)
     assert model.reorders > 0
 
@@ -277,10 +277,10 @@ def two_finish_early_one_never_ends(source, prefix):
 def test_patience_stops_once_k_hypotheses_finished_as_ctranslate2_and_fairseq_do():
     # With K = 2, [] and [4] have finished after step 2: the standard rule stops there and returns
     # [] (log .6 = -0.51). The exact rule goes on: [3] * 10 scores log .3 / ((5 + 10) / 6) = -0.48.
-    standard = run_search(two_finish_early_one_never_ends, [0], 10, SearchSettings(beam_size=2))
-    exact = run_search(two_finish_early_one_never_ends, [0], 10, SearchSettings(beam_size=2, patience=float("inf")))
+    standard = run_search(two_finish_early_one_never_ends, [0], 10, DecodingOptions(beam_size=2))
+    exact = run_search(two_finish_early_one_never_ends, [0], 10, DecodingOptions(beam_size=2, patience=float("inf")))
     assert standard[0][0].tokens == [] and exact[0][0].tokens == [3] * 10
-    patient = run_search(two_finish_early_one_never_ends, [0], 10, SearchSettings(beam_size=2, patience=2.0))
+    patient = run_search(two_finish_early_one_never_ends, [0], 10, DecodingOptions(beam_size=2, patience=2.0))
     assert patient[0][0].tokens == [3] * 10  # 4 finished hypotheses never come: it waits like the exact rule
 
 
@@ -288,8 +288,8 @@ def test_patience_stops_once_k_hypotheses_finished_as_ctranslate2_and_fairseq_do
 def test_patience_never_runs_more_steps_than_the_exact_rule(seed):
     logits_fn = random_logits(vocab_size=8, seed=seed, eos_bias=0.3)
     standard, exact = PrefixModel(logits_fn), PrefixModel(logits_fn)
-    run_search(logits_fn, list(range(6)), 12, SearchSettings(beam_size=4), model=standard)
-    run_search(logits_fn, list(range(6)), 12, SearchSettings(beam_size=4, patience=float("inf")), model=exact)
+    run_search(logits_fn, list(range(6)), 12, DecodingOptions(beam_size=4), model=standard)
+    run_search(logits_fn, list(range(6)), 12, DecodingOptions(beam_size=4, patience=float("inf")), model=exact)
     assert sum(standard.step_rows) <= sum(exact.step_rows)
 
 

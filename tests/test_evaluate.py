@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from keras_transformer.corpus import read_parallel_corpus
-from keras_transformer.evaluate_command import evaluate_bundle
+from keras_transformer.evaluation import evaluate_bundle
 from keras_transformer.serve import Translator
 
 BLEU_SIGNATURE = re.compile(r"nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:\S+")
@@ -47,15 +47,15 @@ def test_evaluate_bundle_scores_the_translators_own_output(tiny_bundle, test_pai
 
 def test_evaluate_bundle_decodes_with_the_search_options_it_is_given(tiny_bundle, test_pairs):
     class RecordingTranslator(Translator):
-        def translate(self, texts, **options):
+        def translate(self, texts, options=None, **kwargs):
             self.options = options
-            return super().translate(texts, **options)
+            return super().translate(texts, options, **kwargs)
 
     translator = RecordingTranslator(tiny_bundle)
     sources = [s for s, _ in test_pairs]
     options = dict(beam_size=2, max_length=1, length_penalty=0.0, no_repeat_ngram_size=1, repetition_penalty=1.5)
     result = evaluate_bundle(translator, test_pairs, **options)
-    assert {name: translator.options[name] for name in options} == options
+    assert {name: getattr(translator.options, name) for name in options} == options
     expected = Translator.translate_batch(translator, sources, **options)
     assert result["hypotheses"] == [t.text for t in expected]
     assert max(len(t.target_ids) for t in expected) <= 1

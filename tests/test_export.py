@@ -14,7 +14,7 @@ from keras_transformer.export.exporter import ExportError, export_bundle
 from keras_transformer.export.parity import ParityError
 from helpers import random_ids
 from keras_transformer.keras_step_model import KerasStepModel
-from keras_transformer.serve.translator import pad_batch
+from keras_transformer.serve.batching import pad_batch
 from keras_transformer.translation import keras_translator
 from keras_transformer.run_dir import RunDir, RunDirError
 from keras_transformer.config import ModelOptions
@@ -111,7 +111,8 @@ def test_bundle_greedy_equals_keras_greedy(bundle, trained_run, pairs):
     model = run.load_model()
     source_tokenizer, target_tokenizer = run.load_tokenizers()
     texts = [s for s, _ in pairs.test]
-    keras_ids = [r.target_ids for r in keras_translator(model, source_tokenizer, target_tokenizer).translate_batch(texts)]
+    keras_results = keras_translator(model, source_tokenizer, target_tokenizer).translate_batch(texts)
+    keras_ids = [r.target_ids for r in keras_results]
     onnx_model = OnnxStepModel(read_bundle_config(bundle))
     sources = pad_batch([ids + [fmt.EOS_ID] for ids in source_tokenizer.encode_batch(texts)])
     onnx_ids = decoding.greedy_decode(onnx_model, onnx_model.start(sources), len(texts), fmt.BOS_ID, fmt.EOS_ID, 40)
@@ -132,23 +133,22 @@ def test_a_wrong_graph_fails_parity_and_writes_nothing(trained_run, random_run, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong"]  # no temporary directory left behind
 
 
-def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path, monkeypatch):
-    from keras_transformer.export import quantize
+def test_int8_bundle_records_agreement_and_chrf(trained_run, tmp_path):
+    from keras_transformer.export.quantize import Int8Plan
 
-    monkeypatch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", 256)  # the tiny model's weights are far below the real one
-    out = tmp_path / "int8"
-    export_bundle(trained_run, out, int8=True, log=_quiet)
+    out = tmp_path / "int8"  # the tiny model's weights are far below the real threshold: lowered here
+    export_bundle(trained_run, out, int8=True, int8_plan=Int8Plan(min_weight_elements=256), log=_quiet)
     quantization = read_bundle_config(out).values["quantization"]
     assert 0.0 <= quantization["greedy_identical_to_fp32"] <= 1.0
     assert {"chrf_fp32", "chrf_int8"} <= set(quantization)
     decoder = onnx.load(out / fmt.DECODER_FILE)
-    assert any(node.op_type == "MatMulNBits" for node in decoder.graph.node)  # the tiny model has no large weight
+    assert any(node.op_type == "MatMulIntegerToFloat" for node in decoder.graph.node)  # every weight int8 here
     assert quantization["method"] == "int8_per_row" and quantization["batch_invariant"] is True
     assert quantization["matmuls_quantized"][fmt.DECODER_FILE] > 0
 
 
 def test_int8_export_says_when_no_weight_is_worth_quantizing(trained_run, tmp_path):
-    """Weights under quantize.MIN_WEIGHT_ELEMENTS stay float32 (int8 measured no faster there): the
+    """Weights under Int8Plan().min_weight_elements stay float32 (int8 measured no faster there): the
     tiny model has none above it, so its --int8 bundle computes in float32 and the export says so."""
     out, lines = tmp_path / "int8", []
     export_bundle(trained_run, out, int8=True, log=lambda *a, **k: lines.append(" ".join(map(str, a))))

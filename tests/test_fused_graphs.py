@@ -77,7 +77,7 @@ def test_fused_graph_launches_far_fewer_kernels_than_tf2onnx():
     from keras_transformer.export.fused_graphs import convert_fused_decoder_step
 
     model, config = _random_model()
-    nodes = convert_fused_decoder_step(model).graph.node  # 113 kernels for the demo model from tf2onnx
+    nodes = convert_fused_decoder_step(model).graph.node  # tf2onnx's count: bench/RESULTS-decoder-graph.md
     ops = [node.op_type for node in nodes]
     assert ops.count("MultiHeadAttention") == 2 * config.num_layers
     assert ops.count("LayerNormalization") == 3 * config.num_layers  # Add & Norm: Add, Add, LayerNormalization

@@ -11,18 +11,17 @@ import onnx
 import pytest
 
 from keras_transformer.serve import bundle_format as fmt
-from keras_transformer.serve.decoding import SearchSettings
+from keras_transformer.serve.batching import encode_sources, search_sources
 from keras_transformer.serve.decoding_options import DecodingOptions
 from keras_transformer.serve.graph_search import GraphSearch
-from keras_transformer.serve.logits_processing import LogitsSettings
-from keras_transformer.serve.translator import Translator, encode_sources, search_sources
+from keras_transformer.serve.translator import Translator
 
 
 @pytest.fixture(scope="module")
 def translators(tiny_bundle):
     in_graph = Translator(tiny_bundle)
-    assert in_graph.model.graph_search.max_batch == 1  # the Translator's default: one sentence per call
-    in_graph.model.graph_search.max_batch = 64  # here: the operator's search in padded batches too
+    assert in_graph.graph_search.max_batch == 1  # the Translator's default: one sentence per call
+    in_graph.graph_search.max_batch = 64  # here: the operator's search in padded batches too
     return in_graph, Translator(tiny_bundle, graph_search=False)
 
 
@@ -34,7 +33,8 @@ def sources(translators, demo_pairs):
 
 
 def _search(translator, sources, **options):
-    return search_sources(translator.model, sources, DecodingOptions(**options), translator.max_target_length)
+    return search_sources(translator.model, sources, DecodingOptions(**options), translator.max_target_length,
+                          graph_search=translator.graph_search)
 
 
 def test_the_bundle_has_a_checked_generate_graph(tiny_bundle, translators):
@@ -43,7 +43,7 @@ def test_the_bundle_has_a_checked_generate_graph(tiny_bundle, translators):
     assert fmt.GENERATE_FILE in config["files"]
     assert [record["inputs"], record["outputs"]] == list(fmt.generate_io_names(2))
     assert all(a == b for a, b in (value.split("/") for value in record["identical_to_numpy_loop"].values()))
-    assert translators[0].model.graph_search is not None and translators[1].model.graph_search is None
+    assert translators[0].graph_search is not None and translators[1].graph_search is None
     graph = onnx.load(tiny_bundle / fmt.GENERATE_FILE)
     (search,) = [node for node in graph.graph.node if node.op_type == "BeamSearch"]
     subgraphs = {a.name: a.g for a in search.attribute if a.type == onnx.AttributeProto.GRAPH}
@@ -64,7 +64,7 @@ def test_the_bundle_has_a_checked_generate_graph(tiny_bundle, translators):
 ])
 def test_graph_search_gives_the_numpy_loops_hypotheses(translators, sources, options):
     in_graph, numpy_loop = translators
-    assert in_graph.model.graph_search.handles(SearchSettings(beam_size=options["beam_size"]), 40)
+    assert in_graph.graph_search.handles(DecodingOptions(beam_size=options["beam_size"]), 40)
     got, expected = _search(in_graph, sources, **options), _search(numpy_loop, sources, **options)
     assert [[h.tokens for h in hs] for hs in got] == [[h.tokens for h in hs] for hs in expected]
     for hypotheses, wanted in zip(got, expected):
@@ -87,7 +87,7 @@ def test_a_graph_search_translation_does_not_depend_on_its_batch(translators, so
 
 def test_the_translator_sends_one_sentence_batches_to_the_operator(tiny_bundle, sources):
     translator = Translator(tiny_bundle)
-    graph_search, batches = translator.model.graph_search, []
+    graph_search, batches = translator.graph_search, []
     search = graph_search.search
     graph_search.search = lambda source_ids, *rest: batches.append(len(source_ids)) or search(source_ids, *rest)
     _search(translator, sources[:5], batch_size=1, beam_size=2)
@@ -98,13 +98,13 @@ def test_the_translator_sends_one_sentence_batches_to_the_operator(tiny_bundle, 
 
 
 @pytest.mark.parametrize("settings, handled", [
-    (SearchSettings(), True),
-    (SearchSettings(beam_size=4, length_penalty=0.0, num_hypotheses=4), True),
-    (SearchSettings(beam_size=4, length_penalty=1.0), True),
-    (SearchSettings(beam_size=4, length_penalty=0.0, patience=2.0), False),
-    (SearchSettings(logits=LogitsSettings(sampling_topk=5)), False),
-    (SearchSettings(logits=LogitsSettings(repetition_penalty=1.2)), False),
-    (SearchSettings(beam_size=2, length_penalty=0.0, logits=LogitsSettings(no_repeat_ngram_size=2)), False),
+    (DecodingOptions(), True),
+    (DecodingOptions(beam_size=4, length_penalty=0.0, num_hypotheses=4), True),
+    (DecodingOptions(beam_size=4, length_penalty=1.0), True),
+    (DecodingOptions(beam_size=4, length_penalty=0.0, patience=2.0), False),
+    (DecodingOptions(sampling_topk=5), False),
+    (DecodingOptions(repetition_penalty=1.2), False),
+    (DecodingOptions(beam_size=2, length_penalty=0.0, no_repeat_ngram_size=2), False),
 ])
 def test_only_settings_the_operator_reproduces_go_to_it(settings, handled):
     assert GraphSearch.handles(settings, 40) is handled
@@ -126,18 +126,17 @@ def test_other_settings_still_decode_through_the_numpy_loop(translators, sources
         got = [h[0].tokens for h in _search(in_graph, sources[:12], **options)]
         assert got == [h[0].tokens for h in _search(numpy_loop, sources[:12], **options)]
     with pytest.raises(ValueError, match="numpy decoding loop"):
-        in_graph.model.graph_search.search(np.array([[5, 2]], np.int32), 8, SearchSettings(beam_size=2, patience=3.0))
+        in_graph.graph_search.search(np.array([[5, 2]], np.int32), 8, DecodingOptions(beam_size=2, patience=3.0))
 
 
-def test_int8_bundles_search_in_the_graph_too(tmp_path, tiny_run, sources, monkeypatch):
+def test_int8_bundles_search_in_the_graph_too(tmp_path, tiny_run, sources):
     from keras_transformer.export import quantize
     from keras_transformer.export.exporter import export_bundle
 
-    monkeypatch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", 256)  # both int8 forms in the tiny model
-    monkeypatch.setattr(quantize, "ROW_INT8_MIN_ELEMENTS", 600)
-    export_bundle(tiny_run, tmp_path / "int8", int8=True, log=lambda *a: None)
+    export_bundle(tiny_run, tmp_path / "int8", int8=True, int8_plan=quantize.Int8Plan(min_weight_elements=256),
+                  log=lambda *a: None)  # every weight of the tiny model int8
     in_graph, numpy_loop = Translator(tmp_path / "int8"), Translator(tmp_path / "int8", graph_search=False)
-    in_graph.model.graph_search.max_batch = 64
+    in_graph.graph_search.max_batch = 64
     for options in (dict(batch_size=1), dict(batch_size=16), dict(beam_size=4, batch_size=16)):
         got = [h[0].tokens for h in _search(in_graph, sources, **options)]
         assert got == [h[0].tokens for h in _search(numpy_loop, sources, **options)]
@@ -148,7 +147,7 @@ def test_standard_ops_bundles_have_no_generate_graph(tmp_path, tiny_run):
 
     config = export_bundle(tiny_run, tmp_path / "standard", standard_ops=True, log=lambda *a: None)
     assert "generate" not in config["graphs"] and fmt.GENERATE_FILE not in config["files"]
-    assert Translator(tmp_path / "standard").model.graph_search is None
+    assert Translator(tmp_path / "standard").graph_search is None
 
 
 def test_a_changed_generate_graph_is_refused(tmp_path, tiny_bundle):

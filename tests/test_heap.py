@@ -1,4 +1,5 @@
-"""serve/heap.py: glibc's M_TOP_PAD is set when a model loads, and can be turned off."""
+"""serve/heap.py: glibc's M_TOP_PAD is set by the commands that decode (not by loading a model), and can be
+turned off."""
 
 import platform
 
@@ -23,11 +24,13 @@ def test_top_pad_is_set_on_glibc_and_turned_off_by_the_environment(fresh):
     assert heap.retain_freed_heap() is True and heap._done is True
 
 
-def test_loading_a_bundle_sets_it(fresh, tiny_bundle):
+def test_the_translate_command_sets_it_and_loading_a_bundle_does_not(fresh, tiny_bundle, capsys):
+    from keras_transformer.cli import main
     from keras_transformer.serve import Translator
 
     calls = []
-    original = heap.retain_freed_heap
-    fresh.setattr("keras_transformer.serve.onnx_model.retain_freed_heap", lambda: calls.append(1) or original())
+    fresh.setattr(heap, "retain_freed_heap", lambda: calls.append(1) or True)
     Translator(tiny_bundle)
-    assert calls == [1]
+    assert calls == []
+    assert main(["translate", str(tiny_bundle), "I sit."]) == 0
+    assert calls == [1] and capsys.readouterr().out.strip()

@@ -1,8 +1,7 @@
 """int8 bundles are batch-invariant: a sentence translates to the same token ids alone and inside
-batches of any companions, greedy and beam (export/quantize.py: int8 weights as MatMulNBits or, for
-large weights, MatMulIntegerToFloat; activations quantized per row either way). onnxruntime's
-quantize_dynamic, used before, took one activation scale per batch; the graph-level test shows the
-difference on one matmul."""
+batches of any companions, greedy and beam (export/quantize.py: int8 weights in MatMulIntegerToFloat,
+activations quantized per row). onnxruntime's quantize_dynamic, used before, took one activation
+scale per batch; the graph-level test shows the difference on one matmul."""
 
 import numpy as np
 import onnx
@@ -11,8 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from keras_transformer.corpus import read_parallel_corpus
-from keras_transformer.export import quantize
-from keras_transformer.export.quantize import dequantize_weight, quantize_columns, quantize_model, quantize_weight
+from keras_transformer.export.quantize import Int8Plan, quantize_columns, quantize_model
 from keras_transformer.run_dir import RunDir
 from keras_transformer.serve import Translator
 from keras_transformer.serve import bundle_format as fmt
@@ -21,13 +19,7 @@ from keras_transformer.serve.decoding_options import DecodingOptions
 
 
 MIN_INT8_FOR_THE_TESTS = 256  # every tiny-model weight from 16 x 16 up is int8 (the real threshold is 2^17)
-ROW_INT8_FOR_THE_TESTS = 600  # the tiny model's QKV (16 x 48) and vocabulary projections, not its 16 x 16
-
-
-@pytest.fixture(autouse=True)
-def small_weights_are_int8_too(monkeypatch):
-    """These tests quantize small matrices: lower the size below which weights stay float32."""
-    monkeypatch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", MIN_INT8_FOR_THE_TESTS)
+SMALL_WEIGHTS_TOO = Int8Plan(min_weight_elements=MIN_INT8_FOR_THE_TESTS)  # these tests quantize small matrices
 
 
 def _matmul_model(weight):
@@ -45,23 +37,14 @@ def _session(model):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def test_packing_round_trips_within_half_a_step_per_block():
-    weight = np.random.default_rng(0).normal(size=(80, 24)).astype(np.float32)  # K not a multiple of the block
-    packed, scales = quantize_weight(weight, block_size=32)
-    assert packed.shape == (24, 3, 32) and packed.dtype == np.uint8 and scales.shape == (24, 3)
-    restored = dequantize_weight(packed, scales, 80)
-    step = np.repeat(scales.T, 32, axis=0)[:80]  # (K, N) the scale of each weight's block
-    assert np.all(np.abs(restored - weight) <= step / 2 + 1e-7)
-
-
 def test_a_quantized_row_does_not_depend_on_the_other_rows():
     rng = np.random.default_rng(1)
     weight = (rng.normal(size=(64, 96)) * 0.1).astype(np.float32)
     rows = rng.normal(size=(6, 64)).astype(np.float32)
     loud = np.concatenate([rows, 50.0 * rng.normal(size=(3, 64)).astype(np.float32)])  # other activation ranges
 
-    model, replaced = quantize_model(_matmul_model(weight))
-    assert replaced == 1 and [node.op_type for node in model.graph.node] == ["MatMulNBits"]
+    model, replaced = quantize_model(_matmul_model(weight), SMALL_WEIGHTS_TOO)
+    assert replaced == 1 and [node.op_type for node in model.graph.node].count("MatMulIntegerToFloat") == 1
     session = _session(model)
     alone = np.concatenate([session.run(None, {"A": row[None]})[0] for row in rows])
     assert np.array_equal(session.run(None, {"A": rows})[0], alone)
@@ -82,6 +65,21 @@ def test_a_quantized_row_does_not_depend_on_the_other_rows():
         dynamic = _session(onnx.load(int8))
     dynamic_alone = np.concatenate([dynamic.run(None, {"A": row[None]})[0] for row in rows])
     assert not np.array_equal(dynamic.run(None, {"A": loud})[0][:6], dynamic_alone)
+
+
+def test_the_plan_keeps_small_weights_float32_and_checks_its_fields(tmp_path):
+    weight = np.ones((64, 96), np.float32)  # 6,144 elements, far below the default plan's 2^17
+    model, replaced = quantize_model(_matmul_model(weight))
+    assert replaced == 0 and [node.op_type for node in model.graph.node] == ["MatMul"]
+    assert quantize_model(_matmul_model(weight), Int8Plan(min_weight_elements=64 * 96))[1] == 1
+    with pytest.raises(ValueError, match=r"weight_levels: expected 1\.\.63 \(int8 weights\) or 127 \(uint8\), got 100"):
+        Int8Plan(weight_levels=100)
+    with pytest.raises(ValueError, match="min_weight_elements: expected 0 or more, got -1"):
+        Int8Plan(min_weight_elements=-1)
+    from keras_transformer.export.exporter import export_bundle
+
+    with pytest.raises(ValueError, match="int8_plan: expected int8=True with it, got int8=False"):
+        export_bundle(tmp_path / "run", tmp_path / "bundle", int8_plan=Int8Plan())
 
 
 def test_column_quantization_round_trips_within_half_a_step():
@@ -111,9 +109,9 @@ def test_row_int8_rows_are_independent_exact_and_share_one_quantization(opset):
     first = (rng.normal(size=(64, 96)) * 0.1).astype(np.float32)
     second = (rng.normal(size=(64, 40)) * 0.1).astype(np.float32)
     bias = rng.normal(size=96).astype(np.float32)
-    model, replaced = quantize_model(_two_dense_model(first, second, bias, opset), row_int8_min_elements=0)
+    model, replaced = quantize_model(_two_dense_model(first, second, bias, opset), SMALL_WEIGHTS_TOO)
     op_types = [node.op_type for node in model.graph.node]
-    assert replaced == 2 and op_types.count("MatMulIntegerToFloat") == 2 and "MatMulNBits" not in op_types
+    assert replaced == 2 and op_types.count("MatMulIntegerToFloat") == 2 and "MatMul" not in op_types
     assert op_types.count("QuantizeLinear") == 1  # one per activation, not per matmul
     session = _session(model)
 
@@ -132,17 +130,16 @@ def test_row_int8_rows_are_independent_exact_and_share_one_quantization(opset):
 
 
 @pytest.mark.parametrize("levels", [63, 127])  # 7-bit int8 weights (the default), the uint8 x uint8 form
-def test_row_int8_sums_are_exact_at_the_extremes(levels, monkeypatch):
+def test_row_int8_sums_are_exact_at_the_extremes(levels):
     """Rows of +max|a| (uint8 255) against columns of +max|w| (int8 63): the largest pair of products
     onnxruntime's x86 uint8 x int8 kernel adds in int16 (255 * 63 * 2). With 8-bit int8 weights
     (127) it would saturate at 32767; the result must equal the exact integer product, scaled."""
-    monkeypatch.setattr(quantize, "ROW_INT8_WEIGHT_LEVELS", levels)
     k = 64
     weight = np.full((k, 6), 0.5, np.float32)
     weight[:, 1] = -0.5
     weight[::2, 2] = -0.5  # alternating signs: pairs that cancel
     weight[:, 3] = np.linspace(-0.5, 0.5, k)
-    model, replaced = quantize_model(_matmul_model(weight), row_int8_min_elements=0)
+    model, replaced = quantize_model(_matmul_model(weight), Int8Plan(min_weight_elements=0, weight_levels=levels))
     [stored] = [init for init in model.graph.initializer if init.name.endswith("_weight")]
     assert replaced == 1 and stored.data_type == (TensorProto.INT8 if levels == 63 else TensorProto.UINT8)
     rows = np.stack([np.full(k, 3.0), np.full(k, -3.0), np.linspace(-3, 3, k), np.zeros(k)]).astype(np.float32)
@@ -157,33 +154,31 @@ def test_row_int8_sums_are_exact_at_the_extremes(levels, monkeypatch):
 
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory, tiny_run):
-    """The tiny run's int8 bundle, with both forms of int8 matmul (the real threshold is for wide models)."""
+    """The tiny run's int8 bundle, every weight int8 (the real threshold is for wide models)."""
     from keras_transformer.export.exporter import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", MIN_INT8_FOR_THE_TESTS)
-        patch.setattr(quantize, "ROW_INT8_MIN_ELEMENTS", ROW_INT8_FOR_THE_TESTS)
-        export_bundle(tiny_run, out, int8=True, log=lambda *a, **k: None)
+    export_bundle(tiny_run, out, int8=True, int8_plan=SMALL_WEIGHTS_TOO, log=lambda *a, **k: None)
     return out
 
 
 def test_the_bundle_records_the_method(int8_bundle):
     quantization = read_bundle_config(int8_bundle).values["quantization"]
     assert quantization["method"] == "int8_per_row" and quantization["bits"] == 8
-    assert quantization["batch_invariant"] is True and quantization["row_int8_min_elements"] == ROW_INT8_FOR_THE_TESTS
+    assert quantization["batch_invariant"] is True and quantization["min_weight_elements"] == MIN_INT8_FOR_THE_TESTS
+    assert quantization["weight_levels"] == 63
     assert quantization["greedy_identical_alone_and_batched"] == 1.0
     assert quantization["matmuls_quantized"][fmt.DECODER_FILE] > 0
     decoder = onnx.load(int8_bundle / fmt.DECODER_FILE)
     op_types = {node.op_type for node in decoder.graph.node}
-    assert {"MatMulNBits", "MatMulIntegerToFloat"} <= op_types  # both forms, so the tests below cover both
+    assert "MatMulIntegerToFloat" in op_types
     assert not op_types & {"DynamicQuantizeLinear", "DynamicQuantizeMatMul"}  # per-tensor (per-batch) scales
 
 
 def test_step_logits_are_bitwise_identical_alone_and_padded_beside_a_longer_sentence(int8_bundle, tiny_run):
     """The exact cross-attention (export/quantize.py): padding the source adds exact zeros. (The fp32
     graph's MatMul differs here by an ulp for some sentences, harmless without int8 rounding.)"""
-    from keras_transformer.serve.translator import pad_batch
+    from keras_transformer.serve.batching import pad_batch
 
     texts = [source for source, _ in read_parallel_corpus(str(RunDir(tiny_run).test_path))[0]]
     translator = Translator(int8_bundle)

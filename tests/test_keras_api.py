@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_load_model_with_compile_restores_training_state_and_fit_continues(tiny_run):
-    """In a fresh interpreter, after the one documented import only: the optimizer (its step count,
+    """In a fresh interpreter, after `import keras, keras_transformer` only: the optimizer (its step count,
     schedule and moments), the loss and the metric come back, and training resumes where it stopped:
     the first epoch after loading starts from the trained loss, far below a fresh model's."""
     script = textwrap.dedent(f"""
         import json, keras, numpy as np
-        import keras_transformer.keras_objects  # the README's line
+        import keras_transformer  # the README's line: registers our Keras classes, keras being imported
         model = keras.saving.load_model({str(Path(tiny_run) / "model.keras")!r})   # compile=True
         steps = int(model.optimizer.iterations.numpy())
         schedule = model.optimizer._learning_rate
@@ -59,6 +59,22 @@ def test_load_model_with_compile_restores_training_state_and_fit_continues(tiny_
     assert "accuracy" in figures["metrics"]  # our MaskedAccuracy, restored from the compile config
     assert figures["resumed_loss"] < figures["untrained_loss"] - 0.5
     assert figures["fit_loss"] < figures["untrained_loss"] - 0.5
+
+
+def test_importing_the_package_before_keras_registers_its_classes_once_keras_loads(tiny_run):
+    """The other import order: `import keras_transformer` loads no Keras; importing Keras later
+    registers our classes, so `load_model` finds them without any other import of ours."""
+    script = textwrap.dedent(f"""
+        import sys
+        import keras_transformer
+        assert "keras" not in sys.modules and "tensorflow" not in sys.modules
+        import keras
+        model = keras.saving.load_model({str(Path(tiny_run) / "model.keras")!r}, compile=False)
+        print(type(model.get_layer("decoder")).__module__)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "keras_transformer.decoder"
 
 
 @pytest.fixture(scope="module")

@@ -117,3 +117,52 @@ def test_lazy_names_are_listed_and_unknown_ones_are_attribute_errors():
     assert {"TransformerConfig", "build_transformer", "Translator", "load_translator"} <= set(dir(keras_transformer))
     with pytest.raises(AttributeError, match="has no attribute 'nonexistent'"):
         keras_transformer.nonexistent
+
+
+PACKAGES = {"keras_transformer": "keras_transformer", "serve": "keras_transformer.serve",
+            "export": "keras_transformer.export", "cli": "keras_transformer.cli", "bench": "bench",
+            "experiments": "experiments"}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, from every import statement, those inside functions
+    (lazy imports) included; `from package import name` counts when `name` is a module."""
+    modules = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            modules[name] = (path, package)
+    graph = {}
+    for name, (path, package) in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                module = ".".join(part for part in (base, node.module) if part)
+                submodules = {f"{module}.{alias.name}" for alias in node.names} & set(modules)
+                edges.update(submodules or {module})  # `from package import module` needs the module only
+        graph[name] = {edge for edge in edges if edge in modules and edge != name}
+    return graph
+
+
+def test_no_import_cycles_lazy_imports_included():
+    graph, state, stack = import_graph(), {}, []
+
+    def visit(module):
+        state[module] = "open"
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if state.get(other) == "open":
+                cycle = stack[stack.index(other):] + [other]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if other not in state:
+                visit(other)
+        stack.pop()
+        state[module] = "done"
+
+    assert len(graph) > 80  # every module of the project was read
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)

@@ -1,7 +1,7 @@
 """bench/recipes.py: the decoding is chosen on the valid split only, and each test split is then
-translated with the defaults and the chosen one, once each."""
+translated with the defaults and the chosen one, once each (the recipes themselves: bench/recipe_data.py)."""
 
-from bench import recipes
+from bench import recipe_data, recipes
 
 
 def test_the_decoding_is_chosen_on_valid_before_any_test_split_is_read():
@@ -30,19 +30,19 @@ def test_without_candidates_a_recipe_scores_greedy_and_beam_4():
 
 
 def test_every_decoding_a_recipe_names_is_defined():
-    for recipe in recipes.RECIPES.values():
-        assert set(recipe.get("decodings", recipes.DEFAULT_DECODINGS)) <= set(recipes.DECODINGS)
+    for recipe in recipe_data.RECIPES.values():
+        assert set(recipe.get("decodings", recipe_data.DEFAULT_DECODINGS)) <= set(recipe_data.DECODINGS)
 
 
 def test_a_decodings_name_gives_its_evaluate_options():
     import pytest
 
-    assert recipes.decoding_options("beam8, nr2, lp1.5, rp1.1") == [
+    assert recipe_data.decoding_options("beam8, nr2, lp1.5, rp1.1") == [
         "--beam-size", "8", "--no-repeat-ngram-size", "2", "--length-penalty", "1.5", "--repetition-penalty", "1.1"]
-    assert recipes.decoding_options("beam1") == ["--beam-size", "1"]
+    assert recipe_data.decoding_options("beam1") == ["--beam-size", "1"]
     for bad in ("beam", "beam4,nr3", "top5", "beam4, temp0.7"):
         with pytest.raises(ValueError, match="unknown part"):
-            recipes.decoding_options(bad)
+            recipe_data.decoding_options(bad)
 
 
 def _log_trials(tmp_path, monkeypatch, rows):
@@ -66,7 +66,7 @@ def test_a_trial_is_taken_as_the_recipes_training_only_with_the_recipes_settings
               "tuning_base": ["--epochs", "100", "--dropout", "0.3", "--batch-tokens", "2000"],
               "options": ["--epochs", "1000", "--dropout", "0.2", "--batch-tokens", "2000", "--time-budget-minutes",
                           "60", "--keep-best", "chrf", "--score-validation"]}
-    monkeypatch.setitem(recipes.RECIPES, "toy", recipe)
+    monkeypatch.setitem(recipe_data.RECIPES, "toy", recipe)
     monkeypatch.setattr(recipes, "ROOT", tmp_path)
     _log_trials(tmp_path, monkeypatch, [
         _row("same", ["--data in.tsv*3", "--data out.tsv", "--dropout 0.2"]),

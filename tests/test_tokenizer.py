@@ -156,7 +156,8 @@ def test_batch_matches_single(tokenizer):
 
 
 def test_decode_rejects_out_of_range_ids(tokenizer):
-    with pytest.raises(ValueError, match=rf"expected token ids in 0\.\.{tokenizer.vocab_size - 1}, got {tokenizer.vocab_size}"):
+    with pytest.raises(ValueError,
+                       match=rf"expected token ids in 0\.\.{tokenizer.vocab_size - 1}, got {tokenizer.vocab_size}"):
         tokenizer.decode([5, tokenizer.vocab_size])
 
 
@@ -216,7 +217,8 @@ def test_from_file_not_utf8(tmp_path):
 def test_from_file_json_but_not_a_tokenizer(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"hidden_dim": 16}), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"config\.json: expected a tokenizers-library tokenizer, got JSON it cannot load"):
+    with pytest.raises(ValueError,
+                       match=r"config\.json: expected a tokenizers-library tokenizer, got JSON it cannot load"):
         SubwordTokenizer.from_file(path)
 
 
@@ -229,7 +231,8 @@ def test_from_file_wrong_special_ids(tmp_path):
     other.train_from_iterator(["hello world"] * 3, trainer=trainer)
     path = tmp_path / "other.json"
     other.save(str(path))
-    with pytest.raises(ValueError, match=r"other\.json: expected special tokens \['\[PAD\]', .* at ids 0\.\.3, got \['<unk>'"):
+    with pytest.raises(ValueError,
+                       match=r"other\.json: expected special tokens \['\[PAD\]', .* at ids 0\.\.3, got \['<unk>'"):
         SubwordTokenizer.from_file(path)
 
 

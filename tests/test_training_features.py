@@ -267,7 +267,8 @@ def test_shared_vocab_trains_one_tokenizer_and_ties_the_embeddings(tmp_path, pai
     assert config.share_embeddings
     from keras_transformer.model import build_transformer
 
-    separate = build_transformer(TransformerConfig(300, 300, **untied.__dict__)).count_params()
+    separate = build_transformer(TransformerConfig(source_vocab_size=300, target_vocab_size=300,
+                                                 **untied.__dict__)).count_params()
     assert model.count_params() == separate - config.source_vocab_size * config.hidden_dim
     parity = export_bundle(run_dir, tmp_path / "bundle", log=_quiet)["parity"]  # raises unless parity holds
     assert parity["greedy_identical"] == parity["greedy_sentences"] > 0
@@ -311,7 +312,7 @@ def test_feature_options_are_checked(pairs, tmp_path):
     with pytest.raises(ValueError, match="average_checkpoints: expected a positive integer"):
         TrainingSettings(average_checkpoints=0)
     with pytest.raises(ValueError, match="share_embeddings needs one vocabulary for both sides"):
-        TransformerConfig(100, 200, share_embeddings=True)
+        TransformerConfig(source_vocab_size=100, target_vocab_size=200, share_embeddings=True)
     with pytest.raises(ValueError, match="need validation data"):
         train(tmp_path / "a", pairs, None, TINY_MODEL, TrainingSettings(**TINY, keep_best="loss"), DATA, log=_quiet)
     with pytest.raises(ValueError, match="expected shared_vocab=True"):
@@ -329,13 +330,13 @@ def test_a_run_written_before_the_new_settings_still_resumes():
 
 
 def test_train_command_options(tmp_path, monkeypatch):
-    from keras_transformer.cli import commands
+    from keras_transformer import cli
 
     seen = {}
     monkeypatch.setattr(training, "train", lambda out, train_pairs, valid_pairs, model_options, settings, *a, **k:
                         seen.update(model_options=model_options, settings=settings))
     (tmp_path / "d.tsv").write_text("a b\tc d\ne f\tg h\n", encoding="utf-8")
-    assert commands.main(["train", "--data", str(tmp_path / "d.tsv"), "--valid", str(tmp_path / "d.tsv"), "--out",
+    assert cli.main(["train", "--data", str(tmp_path / "d.tsv"), "--valid", str(tmp_path / "d.tsv"), "--out",
                           str(tmp_path / "run"), "--keep-best", "chrf", "--patience", "3", "--average-checkpoints",
                           "4", "--bpe-dropout", "0.1", "--shared-vocab", "--target-vocab-size", "500",
                           "--score-max-pairs", "7", "--max-train-length", "16"]) == 0
@@ -348,17 +349,17 @@ def test_train_command_options(tmp_path, monkeypatch):
 
 
 def test_train_command_combines_corpora_and_records_them(tmp_path, monkeypatch, capsys):
-    from keras_transformer.cli import commands
+    from keras_transformer import cli
 
     seen = {}
     monkeypatch.setattr(training, "train", lambda out, train_pairs, valid_pairs, model_options, settings, data, **k:
                         seen.update(pairs=train_pairs, data=data))
     (tmp_path / "in.tsv").write_text("a b\tc d\n", encoding="utf-8")
     (tmp_path / "out.tsv").write_text("e f\tg h\n", encoding="utf-8")
-    assert commands.main(["train", "--data", f"{tmp_path / 'in.tsv'}*2", "--data", str(tmp_path / "out.tsv"),
+    assert cli.main(["train", "--data", f"{tmp_path / 'in.tsv'}*2", "--data", str(tmp_path / "out.tsv"),
                           "--out", str(tmp_path / "run")]) == 0
     assert seen["pairs"] == [("a b", "c d"), ("a b", "c d"), ("e f", "g h")]
     assert seen["data"]["train"] == [f"{tmp_path / 'in.tsv'}*2", str(tmp_path / "out.tsv")]
     assert "in.tsv: 1 pairs (0 skipped with an empty side), each 2 times an epoch" in capsys.readouterr().out
-    assert commands.main(["train", "--data", str(tmp_path / "out.tsv"), "--out", str(tmp_path / "run")]) == 0
+    assert cli.main(["train", "--data", str(tmp_path / "out.tsv"), "--out", str(tmp_path / "run")]) == 0
     assert seen["data"]["train"] == str(tmp_path / "out.tsv")  # one SPEC: a string, as older runs recorded it

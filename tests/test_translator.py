@@ -5,12 +5,8 @@ batching and ordering logic is also checked with `CopyModel`, a fake step model 
 depends on each row's source ids: any mix-up between rows or batches shows in the text.
 """
 
-import ast
 import json
 import shutil
-import subprocess
-import sys
-import textwrap
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -79,7 +75,7 @@ def translator(tiny_bundle):
 @pytest.fixture
 def copying(tiny_bundle):
     """A Translator whose model is a CopyModel."""
-    t = Translator(tiny_bundle)
+    t = Translator(tiny_bundle, graph_search=False)  # every search runs the numpy loop over the fake model
     t.model = CopyModel(t.target_tokenizer.vocab_size)
     return t
 
@@ -142,14 +138,30 @@ class Recording:
         return self.model.select(state, rows)
 
 
+@pytest.mark.parametrize("graph_search", [True, False])
+@pytest.mark.parametrize("length_penalty", [0.0, 0.6, 1.0])
+def test_a_hypothesis_score_is_its_log_prob_over_its_length_term(tiny_bundle, graph_search, length_penalty):
+    """The documented score (`TranslationHypothesis.score`): log_prob / (len(target_ids) + 1) ** alpha,
+    for finished hypotheses and for those cut at max_length alike, in the numpy loop and in onnxruntime's."""
+    translator = Translator(tiny_bundle, graph_search=graph_search)
+    for max_length in (None, 4):
+        results = translator.translate_batch(SENTENCES, beam_size=4, num_hypotheses=4, batch_size=1,
+                                             length_penalty=length_penalty, max_length=max_length)
+        for result in results:
+            for h in result.hypotheses:
+                expected = h.log_prob / (len(h.target_ids) + 1) ** length_penalty
+                assert h.score == pytest.approx(expected, rel=1e-6, abs=1e-6)
+                assert h.log_prob <= 0
+
+
 def test_max_length_caps_the_generated_tokens(tiny_bundle):
-    recorded = Translator(tiny_bundle)
+    recorded = Translator(tiny_bundle, graph_search=False)
     recorded.model = Recording(recorded.model)
     for beam_size in (1, 3):
         recorded.model.positions.clear()
         recorded.translate(SENTENCES, max_length=3, beam_size=beam_size)
         assert max(recorded.model.positions) <= 2  # BOS at 0, at most 2 more fed: at most 3 tokens generated
-    endless = Translator(tiny_bundle)
+    endless = Translator(tiny_bundle, graph_search=False)
     endless.model = CopyModel(endless.target_tokenizer.vocab_size, never_eos=True)
     decode = endless.target_tokenizer.decode
     assert endless.translate(["I sit."], max_length=3) == [decode([5] * 3)]
@@ -168,7 +180,7 @@ def test_deterministic(tiny_bundle, translator):
 
 
 def test_two_spinning_intra_op_threads_translate_like_one(tiny_bundle, translator):
-    from keras_transformer.serve.onnx_model import session_options
+    from keras_transformer.serve.sessions import session_options
 
     assert session_options(2).get_session_config_entry("session.intra_op.allow_spinning") == "1"
     two = Translator(tiny_bundle, threads=2)

@@ -151,7 +151,8 @@ def page(browser, web_bundle):
 
 def _translate_all(page, texts, **options):
     return page.evaluate(
-        "async ([texts, options]) => { const out = []; for (const t of texts) out.push(await kt.translate(t, options)); return out; }",
+        "async ([texts, options]) => { const out = []; "
+        "for (const t of texts) out.push(await kt.translate(t, options)); return out; }",
         [texts, options])
 
 
@@ -180,7 +181,8 @@ def test_server_serves_the_page_and_the_bundle_only(tiny_bundle):
         assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
         status, headers, body = _get(server.url + "ort/ort-wasm-simd-threaded.wasm")
         assert status == 200 and headers["Content-Type"] == "application/wasm" and body[:4] == b"\0asm"
-        request = urllib.request.Request(server.url + "ort/ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
+        request = urllib.request.Request(server.url + "ort/ort-wasm-simd-threaded.wasm",
+                                         headers={"Accept-Encoding": "gzip"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.headers["Content-Encoding"] == "gzip"
             assert gzip.decompress(response.read()) == body
@@ -374,22 +376,19 @@ def web_int8_bundle(web_run):
     """web_run's int8 bundle, every weight int8 (the real size threshold, 2^17 elements, is for wider
     models than web_run's d_model 64: lowered here as in tests/test_int8_batch_invariance.py) in the
     default form, row int8."""
-    from keras_transformer.export import quantize
     from keras_transformer.export.exporter import export_bundle
+    from keras_transformer.export.quantize import Int8Plan
 
     out = web_run.parent / "bundle-int8"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(quantize, "MIN_WEIGHT_ELEMENTS", 64 * 64)
-        patch.setattr(quantize, "ROW_INT8_MIN_ELEMENTS", 64 * 64)
-        export_bundle(web_run, out, int8=True, log=_quiet)
+    export_bundle(web_run, out, int8=True, int8_plan=Int8Plan(min_weight_elements=64 * 64), log=_quiet)
     return out
 
 
 def test_page_translates_an_int8_bundle_like_python(browser, web_int8_bundle, held_out_texts):
     """The --int8 bundle's row int8 (onnxruntime's MatMulIntegerToFloat, exact integer sums) runs in
-    onnxruntime-web too and gives Python's tokens. (MatMulNBits, the measured alternative that
-    `quantize.ROW_INT8_MIN_ELEMENTS` can select, does not: onnxruntime-web 1.30 rounds it differently
-    from native onnxruntime, by up to 0.02 on outputs of magnitude 5.)"""
+    onnxruntime-web too and gives Python's tokens. (MatMulNBits, the form row int8 replaced, did not:
+    onnxruntime-web 1.30 rounds it differently from native onnxruntime; bench/RESULTS-speed-changes.md,
+    last section.)"""
     import onnx
 
     from keras_transformer.serve import bundle_format as fmt

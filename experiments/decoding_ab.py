@@ -1,12 +1,13 @@
 """A/B of the decoding loop: this checkout's `serve/decoding.py` against the one of an earlier commit,
 on the same bundle, sentences and onnxruntime session, interleaved.
 
-    python -m bench.decoding_ab --bundle runs/demo/bundle --sentences runs/demo/test.tsv --rev 1654ed0 \
+    python -m experiments.decoding_ab --bundle runs/demo/bundle --sentences runs/demo/test.tsv --rev 1654ed0 \
         [--max-pairs 300] [--beam-size 4] [--length-penalty 1.0] [--batch-size 1] [--passes 3] [--same-heap]
 
 Prints seconds (best of the passes), the speed ratio, decoder steps and how many outputs are
 identical. It measures what a change to the search bought; the model and its graphs are the same
-on both sides. The earlier module is read with `git show REV:serve/decoding.py`; REV's
+on both sides. The earlier module is REV's `serve/` (from `git archive`, imported as `old_serve`
+with its own sibling modules: `serve/` imports nothing else of ours); REV's
 `search(model, state, B, bos, eos, max_length, settings)` is used where it has one (any batch
 size), else its `beam_search(model, state, B, bos, eos, max_length, K, alpha)` (batch 1). Sentences
 are sorted by length and cut into batches of `--batch-size`, as `Translator` does.
@@ -19,9 +20,11 @@ setting buys; `--same-heap` keeps `serve/heap.py`'s for both (the search change 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
+import io
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -62,24 +65,24 @@ class CountingModel:
 
 
 def load_old_decoding(rev: str):
-    source = subprocess.run(["git", "show", f"{rev}:serve/decoding.py"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="decoding-ab-")) / "old_decoding.py"
-    path.write_text(source.replace("from .", "from keras_transformer.serve."), encoding="utf-8")  # its siblings: today's
-    spec = importlib.util.spec_from_file_location("old_decoding", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """REV's serve/decoding.py, imported from REV's whole `serve/` as the package `old_serve`."""
+    archive = subprocess.run(["git", "archive", rev, "serve"], cwd=ROOT, capture_output=True, check=True).stdout
+    root = Path(tempfile.mkdtemp(prefix="decoding-ab-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    (root / "serve").rename(root / "old_serve")
+    sys.path.insert(0, str(root))
+    return importlib.import_module("old_serve.decoding")
 
 
 def main(argv=None) -> int:
     from keras_transformer.corpus import read_parallel_corpus
     from keras_transformer.serve import Translator, decoding
     from keras_transformer.serve import bundle_format as fmt
-    from keras_transformer.serve.translator import pad_batch
+    from keras_transformer.serve.batching import pad_batch
+    from keras_transformer.serve.decoding_options import DecodingOptions
 
-    parser = argparse.ArgumentParser(prog="python -m bench.decoding_ab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.decoding_ab", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--sentences", required=True, help="corpus SPEC whose source side is decoded")
     parser.add_argument("--rev", required=True, help="the earlier commit")
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
     pairs, _ = read_parallel_corpus(args.sentences, max_pairs=args.max_pairs)
     sources = translator._source_ids([source for source, _ in pairs], list(range(len(pairs))))
     K, alpha, max_length = args.beam_size, args.length_penalty, translator.max_target_length
-    settings = decoding.SearchSettings(beam_size=K, length_penalty=alpha)
+    options = DecodingOptions(beam_size=K, length_penalty=alpha)
 
     order = sorted(sources, key=len)
     batches = [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
 
     def run_new(model):
         return [h[0].tokens for b in batches for h in decoding.search(model, model.start(pad_batch(b)), len(b),
-                                                                       fmt.BOS_ID, fmt.EOS_ID, max_length, settings)]
+                                                                       fmt.BOS_ID, fmt.EOS_ID, max_length, options)]
 
     top_pads = {"before": heap.RETAINED_BYTES if args.same_heap else GLIBC_TOP_PAD, "now": heap.RETAINED_BYTES}
     best, outputs, steps = {}, {}, {}
@@ -126,8 +129,10 @@ def main(argv=None) -> int:
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
             steps[name] = model.steps
     identical = sum(a == b for a, b in zip(outputs["before"], outputs["now"]))
-    heap_note = "same heap" if args.same_heap else f"M_TOP_PAD {GLIBC_TOP_PAD >> 10} KiB -> {heap.RETAINED_BYTES >> 20} MiB"
-    print(f"{len(sources)} sentences, beam {K}, alpha {alpha:g}, batch {args.batch_size} ({heap_note}): {args.rev} {best['before']:.3f}s, "
+    heap_note = ("same heap" if args.same_heap
+                 else f"M_TOP_PAD {GLIBC_TOP_PAD >> 10} KiB -> {heap.RETAINED_BYTES >> 20} MiB")
+    print(f"{len(sources)} sentences, beam {K}, alpha {alpha:g}, batch {args.batch_size} ({heap_note}): "
+          f"{args.rev} {best['before']:.3f}s, "
           f"now {best['now']:.3f}s, speed-up {best['before'] / best['now']:.2f}x; decoder steps {steps['before']} -> "
           f"{steps['now']}; identical outputs {identical}/{len(sources)}")
     return 0

@@ -1,10 +1,10 @@
 """A/B of decoder.onnx: tf2onnx's standard-operator graph against the fused one, on the same run.
 
-    python -m bench.decoder_graph_ab --run RUN [--sentences SPEC] [--max-pairs 100] [--passes 5] [--out FILE]
+    python -m experiments.decoder_graph_ab --run RUN [--sentences SPEC] [--max-pairs 100] [--passes 5] [--out FILE]
 
 (`--out` appends the table to FILE: bench/RESULTS-decoder-graph.md collects the demo and Multi30k-size runs.)
 
-Exports RUN twice, `export --standard-ops` and the default (export/fused_decoder.py), in fp32 and
+Exports RUN twice, `export --standard-ops` and the default (export/fused_graphs.py), in fp32 and
 int8, and translates the same sentences with each bundle through `Translator` (text in, text out),
 1 thread, greedy and beam 4, one call per sentence (batch 1) and one call for all (batch 32),
 every configuration of both graphs interleaved in each pass; the best pass counts. Both decode
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import ab_report, ab_setup, interleaved_ab
+from experiments.common import ab_report, ab_setup, interleaved_ab
 
 
 def _kernels(decoder_path: Path) -> int:
@@ -28,7 +28,7 @@ def _kernels(decoder_path: Path) -> int:
     import onnx
     import onnxruntime as ort
 
-    from keras_transformer.serve.onnx_model import session_options
+    from keras_transformer.serve.sessions import session_options
 
     options = session_options(1)
     with tempfile.TemporaryDirectory() as tmp:

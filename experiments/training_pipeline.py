@@ -1,7 +1,7 @@
 """What the training input pipeline costs per `model.fit` step: a fixed segmentation against one
 re-segmented each pass (BPE-dropout), and why the latter does not use `Dataset.from_generator`.
 
-    python -m bench.training_pipeline [--data TSV] [--steps 100] [--rounds 2] [--out FILE]
+    python -m experiments.training_pipeline [--data TSV] [--steps 100] [--rounds 2] [--out FILE]
 
 One model (2+2 layers, d_model 128, d_ff 256, 4,000-subword BPE on each side trained on --data,
 pairs of at most 32 subwords, 1,000-token batches) trained on the same pairs through four
@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import cpu_model, markdown_table, print_and_save
+from bench.common import cpu_model, markdown_table
+from experiments.common import print_and_save
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "en-hi" / "train.tsv"
 VARIANTS = {
@@ -112,7 +113,8 @@ def _train_tokenizers(data: str, directory: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.training_pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.training_pipeline",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DATA), help="training pairs (TSV); default the en-hi train split")
     parser.add_argument("--steps", type=int, default=100, help="timed steps per process (default 100)")
     parser.add_argument("--rounds", type=int, default=2, help="processes per variant, interleaved (default 2)")
@@ -125,17 +127,17 @@ def main(argv=None) -> int:
         return 0
     import tempfile
 
-    command = "python -m bench.training_pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m experiments.training_pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
     results = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory() as directory:
         _train_tokenizers(args.data, Path(directory))
         for _ in range(args.rounds):
             for variant in VARIANTS:
-                output = subprocess.run([sys.executable, "-m", "bench.training_pipeline", "--worker", variant,
+                output = subprocess.run([sys.executable, "-m", "experiments.training_pipeline", "--worker", variant,
                                          "--data", args.data, "--steps", str(args.steps), "--tokenizers", directory],
                                         capture_output=True, text=True, check=True).stdout
                 results[variant].append(json.loads(output.splitlines()[-1]))
-                print(f"[bench] {variant}: {results[variant][-1]}", file=sys.stderr, flush=True)
+                print(f"[experiments] {variant}: {results[variant][-1]}", file=sys.stderr, flush=True)
     best = {variant: min(runs, key=lambda run: run["wall_ms"]) for variant, runs in results.items()}
     reference = best["make_dataset"]["wall_ms"]
     rows = [[variant, description, f"{best[variant]['wall_ms']:.0f}", f"{best[variant]['cpu_ms']:.0f}",
@@ -147,8 +149,8 @@ def main(argv=None) -> int:
         f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, CPU: {cpu_model()}; "
         f"{args.steps} timed steps per process after {WARM_UP_STEPS} of warm-up, best of {args.rounds} "
         "interleaved processes.", "",
-        markdown_table(["pipeline", "what", "ms / step", "CPU ms / step", "time ÷ make_dataset", "every round, ms / step"],
-                       rows)])
+        markdown_table(["pipeline", "what", "ms / step", "CPU ms / step", "time ÷ make_dataset",
+                        "every round, ms / step"], rows)])
     print_and_save(text, args.out)
     return 0
 

@@ -1,6 +1,6 @@
 """A/B of the search: the numpy decoding loop against generate.onnx (onnxruntime's BeamSearch operator).
 
-    python -m bench.graph_search_ab --run RUN [--sentences SPEC] [--max-pairs 100] [--passes 5] [--out FILE]
+    python -m experiments.graph_search_ab --run RUN [--sentences SPEC] [--max-pairs 100] [--passes 5] [--out FILE]
 
 (`--out` appends the table to FILE: bench/RESULTS-graph-search.md collects the runs.)
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.common import ab_report, ab_setup, interleaved_ab
+from experiments.common import ab_report, ab_setup, interleaved_ab
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
         out = work / precision
         export_bundle(args.run, out, int8=int8, force=True, log=lambda *a, **k: None)
         translators["graph", precision] = Translator(out, threads=1)
-        translators["graph", precision].model.graph_search.max_batch = 1 << 20  # the operator at every batch size
+        translators["graph", precision].graph_search.max_batch = 1 << 20  # the operator at every batch size
         translators["numpy loop", precision] = Translator(out, threads=1, graph_search=False)
     for translator in translators.values():  # warm-up: first runs allocate
         translator.translate(texts[:3], beam_size=4)

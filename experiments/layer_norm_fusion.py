@@ -1,13 +1,13 @@
 """Why Add & Norm stays unfused: onnxruntime's SkipLayerNormalization against Add, Add,
 LayerNormalization on CPU, one node and a whole decoder step.
 
-    python -m bench.layer_norm_fusion [--bundle BUNDLE ...] [--out FILE]
+    python -m experiments.layer_norm_fusion [--bundle BUNDLE ...] [--out FILE]
 
 Part 1, one Add & Norm, LN(x + b + skip) over rows x D: the fused contrib operator against the three
 standard ones with onnxruntime's `SkipLayerNormFusion` turned off (with it on, onnxruntime fuses the
 three into the first). Part 2, each BUNDLE's decoder.onnx (one cached step, random inputs, past 5
 or 15 positions, source 10) in a session with the fusion on and one with it off, as
-`serve/onnx_model.py` loads it. µs per `session.run`, 1 thread, best of 5 interleaved rounds;
+`serve/sessions.py` loads it. µs per `session.run`, 1 thread, best of 5 interleaved rounds;
 outputs are compared (the fused kernel sums in another order: last-bit differences).
 """
 
@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from bench.common import (best_microseconds, bundle_label, cpu_model, decoder_step_feeds, markdown_table,
-                          print_and_save)
+from bench.common import cpu_model, markdown_table
+from experiments.common import best_microseconds, bundle_label, decoder_step_feeds, print_and_save
 
 ROWS = (1, 4, 32, 128)
 
@@ -76,11 +76,12 @@ def decoder_rows(bundle) -> list[list]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.layer_norm_fusion", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.layer_norm_fusion",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", action="append", default=[], help="a bundle whose decoder.onnx is timed too")
     parser.add_argument("--out", help="also append the tables to this file")
     args = parser.parse_args(argv)
-    command = "python -m bench.layer_norm_fusion " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m experiments.layer_norm_fusion " + " ".join(argv if argv is not None else sys.argv[1:])
     parts = ["## SkipLayerNormalization against Add, Add, LayerNormalization", "",
              f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, CPU: {cpu_model()}, 1 thread.", "",
              markdown_table(["D", "rows", "SkipLayerNormalization µs", "Add, Add, LayerNormalization µs",

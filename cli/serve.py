@@ -1,0 +1,61 @@
+"""`keras-transformer serve` (the HTTP JSON API) and `web` (the browser page): a bundle, served."""
+
+from __future__ import annotations
+
+from .options import check_port
+
+HTTP_EXTRA_HINT = "pip install 'keras-transformer-nmt[http]'"
+
+
+def add_parsers(commands) -> None:
+    p = commands.add_parser("serve", help="HTTP translation server (needs the [http] extra)",
+                            description="POST /translate {\"texts\": [...], \"beam_size\": 1}; GET /health.")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `export`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, metavar="PORT", default=8000, help="TCP port (default 8000)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="onnxruntime intra-op threads per session (default: 1, fastest for decoding steps)")
+    p.add_argument("--workers", type=int, metavar="N", default=1,
+                   help="translations run at once, each in a worker thread (default 1)")
+    p.add_argument("--max-queue", type=int, metavar="N",
+                   help="requests that may wait for a worker; beyond, 503 (default 2 x workers + 8)")
+    p.set_defaults(handler=run_serve)
+
+    p = commands.add_parser("web", help="serve the browser page that translates with the bundle (onnxruntime-web)",
+                            description="Serves a static page and the bundle's files (read-only); the page "
+                                        "translates in the browser with onnxruntime-web.")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `export`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, metavar="PORT", default=8080, help="TCP port (default 8080)")
+    p.set_defaults(handler=run_web)
+
+
+def run_serve(args) -> int:
+    from keras_transformer.serve.errors import KerasTransformerError
+
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from keras_transformer.serve import http_server
+    except ImportError as error:
+        missing = getattr(error, "name", None) or "starlette"
+        raise KerasTransformerError(f"the serve command needs the HTTP extra ({missing} is not installed): "
+                                    f"{HTTP_EXTRA_HINT}") from None
+    check_port(args.port)
+    from keras_transformer.serve.heap import retain_freed_heap
+    from keras_transformer.serve.translator import Translator
+
+    translator = Translator(args.bundle, threads=args.threads)
+    retain_freed_heap()
+    http_server.run_server(translator, host=args.host, port=args.port, workers=args.workers,
+                           max_queue=args.max_queue)
+    return 0
+
+
+def run_web(args) -> int:
+    from keras_transformer.serve.web_server import run_web_server
+
+    check_port(args.port)
+    run_web_server(args.bundle, host=args.host, port=args.port)
+    return 0
