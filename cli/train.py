@@ -20,11 +20,14 @@ def add_parsers(commands) -> None:
     p.add_argument("--data", required=True, action="append",
                    help="training SPEC: demo, FILE.tsv, FILE.csv or SOURCE_FILE,TARGET_FILE; give it more than once "
                         "to combine corpora, and end one with *N (quoted) to repeat its pairs N times an epoch, "
-                        "e.g. --data 'in-domain.tsv*3' --data out-of-domain.tsv")
+                        "e.g. --data 'in-domain.tsv*3' --data out-of-domain.tsv. The SPECs are prepared into "
+                        "RUN/data first (as `prepare` does). Or a DATA_DIR written by `prepare`, alone")
     p.add_argument("--valid", help="validation SPEC (same forms)")
     p.add_argument("--out", required=True, help="run directory to create (or resume)")
     add_data_options(p)
     p.add_argument("--max-pairs", type=int, help="use only the first N training pairs (of each --data)")
+    p.add_argument("--tokenizer-sample", type=int, metavar="N",
+                   help="learn the tokenizers from a seeded sample of at most N pairs (default 1,000,000)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-tokens", type=int, help="tokens per batch (per side)")
     p.add_argument("--num-layers", type=int, help="N")
@@ -80,8 +83,9 @@ def run_train(args) -> int:
     import_tensorflow_quietly()
     from keras_transformer import training
     from keras_transformer.config import ModelOptions
-    from keras_transformer.corpus import read_corpora, read_parallel_corpus
+    from keras_transformer.corpus import read_parallel_corpus
 
+    prepared = _prepared_data(args)
     given = {k: v for k, v in vars(args).items() if v is not None}
     given["tie_output_embedding"] = not args.no_tie_output_embedding
     given["score_validation"] = args.score_validation
@@ -90,14 +94,14 @@ def run_train(args) -> int:
         sizes = {args.source_vocab_size, args.target_vocab_size} - {None}
         if len(sizes) == 1:
             given["source_vocab_size"] = given["target_vocab_size"] = sizes.pop()
+    if prepared is not None:  # the DATA_DIR's vocabularies, unless others were asked for (then refused)
+        given = {**{name: prepared.settings[name] for name in ("source_vocab_size", "target_vocab_size")}, **given}
+        given["shared_vocab"] = args.shared_vocab or prepared.settings["shared_vocab"]
     model_options = ModelOptions(**{f.name: given[f.name] for f in dataclasses.fields(ModelOptions) if f.name in given})
     settings = training.TrainingSettings(
         **{f.name: given[f.name] for f in dataclasses.fields(training.TrainingSettings) if f.name in given})
     columns = dict(source_column=args.source_column, target_column=args.target_column)
-    train_pairs, sources = read_corpora(args.data, max_pairs=args.max_pairs, **columns)
-    for name, times, stats in sources:
-        repeated = f", each {times} times an epoch" if times > 1 else ""
-        print(f"Read {name}: {stats.kept} pairs ({stats.skipped_empty} skipped with an empty side){repeated}")
+    train_data = prepared if prepared is not None else _corpora(args, settings, columns)
     valid_pairs = None
     if args.valid:
         valid_pairs, valid_stats = read_parallel_corpus(args.valid, **columns)
@@ -105,20 +109,51 @@ def run_train(args) -> int:
     # One SPEC is recorded as a string, as runs trained before --data could repeat were.
     data = {"train": args.data[0] if len(args.data) == 1 else args.data, "valid": args.valid,
             "max_pairs": args.max_pairs, **columns}
+    if prepared is not None:  # a DATA_DIR prepared again (other content) is another run's data
+        data["prepared"] = prepared.manifest_sha256
     if settings.strategy != "multi-worker":
-        training.train(args.out, train_pairs, valid_pairs, model_options, settings, data, force=args.force)
+        training.train(args.out, train_data, valid_pairs, model_options, settings, data, force=args.force)
         print(f"Run written to {args.out}")
         return 0
     from keras_transformer.distribution import worker_index, worker_run_dir
 
     index = worker_index()
     out = args.out if index == 0 else worker_run_dir(args.out, index)  # only the chief writes the run
-    training.train(out, train_pairs, valid_pairs, model_options, settings, data, force=args.force)
+    training.train(out, train_data, valid_pairs, model_options, settings, data, force=args.force)
     if index == 0:
         print(f"Run written to {args.out}")
     else:
         shutil.rmtree(out, ignore_errors=True)
     return 0
+
+
+def _prepared_data(args):
+    """The DATA_DIR given as --data, opened and checked; None for SPECs."""
+    from keras_transformer.prepared_data import PreparedData, is_data_dir
+    from keras_transformer.serve.errors import OptionError
+
+    data_dirs = [spec for spec in args.data if is_data_dir(spec)]
+    if not data_dirs:
+        return None
+    if len(args.data) > 1 or args.max_pairs is not None or args.tokenizer_sample is not None:
+        raise OptionError(f"--data {data_dirs[0]}: a DATA_DIR is used alone and as prepared: expected no other "
+                          "--data, --max-pairs or --tokenizer-sample (prepare again to change it)")
+    return PreparedData.open(data_dirs[0])
+
+
+def _corpora(args, settings, columns):
+    """The SPECs of --data: prepared into RUN/data by `train`, or with --bpe-dropout (which re-encodes
+    the text each epoch) read into memory, up to `training.BPE_DROPOUT_MAX_PAIRS` pairs."""
+    from keras_transformer.corpus import TrainingCorpora, read_corpora
+    from keras_transformer.training import BPE_DROPOUT_MAX_PAIRS
+
+    if not settings.bpe_dropout:
+        return TrainingCorpora(tuple(args.data), max_pairs=args.max_pairs, **columns)
+    pairs, sources = read_corpora(args.data, max_pairs=args.max_pairs, at_most=BPE_DROPOUT_MAX_PAIRS, **columns)
+    for name, times, stats in sources:
+        repeated = f", each {times} times an epoch" if times > 1 else ""
+        print(f"Read {name}: {stats.kept} pairs ({stats.skipped_empty} skipped with an empty side){repeated}")
+    return pairs
 
 
 def _without_option(argv, option):

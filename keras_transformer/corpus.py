@@ -332,20 +332,37 @@ def split_repeat(spec: str) -> tuple[str, int]:
 
 
 def read_corpora(specs: list[str], source_column: str | None = None, target_column: str | None = None,
-                 max_pairs: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, int, CorpusStats]]]:
-    """Reads and concatenates several SPECs, each optionally suffixed `*N` (its pairs N times).
+                 max_pairs: int | None = None, at_most: int | None = None,
+                 ) -> tuple[list[tuple[str, str]], list[tuple[str, int, CorpusStats]]]:
+    """Reads and concatenates several SPECs into memory, each optionally suffixed `*N` (its pairs N times).
 
-    `max_pairs` applies to each SPEC before it is repeated. Returns the pairs and, per SPEC, its
-    name without the suffix, its repeat count and its `CorpusStats`.
+    `max_pairs` applies to each SPEC before it is repeated. `at_most` bounds the pairs held (repeats
+    included): reading stops with an OptionError as soon as there would be more. Returns the pairs and,
+    per SPEC, its name without the suffix, its repeat count and its `CorpusStats`.
     """
     pairs: list[tuple[str, str]] = []
     sources = []
     for spec in specs:
         name, times = split_repeat(spec)
-        read, stats = read_parallel_corpus(name, source_column, target_column, max_pairs)
+        stats, read = CorpusStats(), []
+        for pair in iter_parallel_corpus(name, source_column, target_column, max_pairs, stats):
+            read.append(pair)
+            if at_most is not None and len(pairs) + len(read) * times > at_most:
+                raise OptionError(f"{name}: expected at most {at_most:,} training pairs in memory, got more")
         pairs.extend(read * times)
         sources.append((name, times, stats))
     return pairs, sources
+
+
+@dataclass(frozen=True)
+class TrainingCorpora:
+    """Training SPECs to read, each optionally `SPEC*N`, as `train --data` names them: training prepares
+    them into its run directory first (keras_transformer/prepare.py), so memory does not grow with them."""
+
+    specs: tuple[str, ...]
+    source_column: str | None = None
+    target_column: str | None = None
+    max_pairs: int | None = None
 
 
 def write_tsv(pairs: Iterable[tuple[str, str]], path: str | os.PathLike) -> None:

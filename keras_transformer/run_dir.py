@@ -6,6 +6,7 @@
     RUN/history.csv             one row per finished epoch, column `epoch` first
     RUN/backup/                 BackupAndRestore state while training is unfinished
     RUN/epochs/                 epoch-K.npz weights kept for --average-checkpoints while training is unfinished
+    RUN/data/                   the training corpora prepared for this run (`train --data SPEC`), a DATA_DIR
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 BACKUP_DIR = "backup"
 EPOCHS_DIR = "epochs"
+DATA_DIR = "data"
 TEST_FILE = "test.tsv"
 
 
@@ -40,6 +42,7 @@ class RunDir:
     history_path = property(lambda self: self.path / HISTORY_FILE)
     backup_path = property(lambda self: self.path / BACKUP_DIR)
     epochs_path = property(lambda self: self.path / EPOCHS_DIR)
+    data_path = property(lambda self: self.path / DATA_DIR)
     source_tokenizer_path = property(lambda self: self.path / SOURCE_TOKENIZER_FILE)
     target_tokenizer_path = property(lambda self: self.path / TARGET_TOKENIZER_FILE)
     test_path = property(lambda self: self.path / TEST_FILE)

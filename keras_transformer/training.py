@@ -40,7 +40,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import itertools
 import shutil
 import sys
 import time
@@ -82,6 +81,9 @@ class TrainingSettings:
     # truncates to) may be larger: short pairs train fast, long inputs are still read whole (None: the
     # model's lengths are the only filter).
     max_train_length: int | None = None
+    # Sentences per side the tokenizers learn from when `train --data SPEC` prepares its corpora
+    # (a seeded sample beyond this: keras_transformer/prepare.py).
+    tokenizer_sample: int = 1_000_000
 
     def __post_init__(self):
         for name in ("epochs", "batch_tokens", "warmup_steps", "source_vocab_size", "target_vocab_size",
@@ -113,6 +115,9 @@ class TrainingSettings:
         """True when each epoch translates the validation split (BLEU, chrF++)."""
         return self.score_validation or self.keep_best in ("bleu", "chrf")
 
+
+# BPE-dropout re-encodes the text each epoch, so it keeps the pairs in memory: at most this many.
+BPE_DROPOUT_MAX_PAIRS = 2_000_000
 
 # keep_best metric -> (history.csv column, True when higher is better)
 KEEP_BEST_METRICS = {"loss": ("val_loss", False), "bleu": ("val_bleu", True), "chrf": ("val_chrf", True)}
@@ -371,20 +376,97 @@ def training_lengths(config, settings: TrainingSettings) -> tuple[int, int]:
     return min(config.max_source_length, limit), min(config.max_target_length, limit)
 
 
-def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: TrainingSettings,
+def _tokenizers(run: RunDir, data, model_options: ModelOptions, settings: TrainingSettings, resuming: bool, log):
+    """(the prepared data or None, (source, target) tokenizers), saved in the run: a DATA_DIR's, those
+    of the SPECs prepared into RUN/data, or learned from the pairs in memory; a resumed run keeps its own."""
+    from keras_transformer.corpus import TrainingCorpora
+    from keras_transformer.prepare import prepare
+    from keras_transformer.prepared_data import PreparedData
+    from keras_transformer.tokenizer_training import train_tokenizers
+
+    prepared = None
+    if isinstance(data, TrainingCorpora):
+        prepared = prepare(data.specs, run.data_path, source_column=data.source_column,
+                           target_column=data.target_column, max_pairs=data.max_pairs,
+                           source_vocab_size=settings.source_vocab_size, target_vocab_size=settings.target_vocab_size,
+                           shared_vocab=settings.shared_vocab, max_source_length=model_options.max_source_length,
+                           max_target_length=model_options.max_target_length,
+                           tokenizer_sample=settings.tokenizer_sample, seed=settings.seed, log=log)
+    elif isinstance(data, PreparedData):
+        prepared = data
+        _check_prepared(prepared, model_options, settings, log)
+    if resuming:
+        return prepared, run.load_tokenizers()
+    started = time.perf_counter()
+    if prepared is not None:
+        tokenizers = prepared.source_tokenizer, prepared.target_tokenizer
+    else:
+        tokenizers = train_tokenizers(data, settings.source_vocab_size, settings.target_vocab_size,
+                                      settings.shared_vocab)
+        sizes = (f"one shared vocabulary of {tokenizers[0].vocab_size}" if settings.shared_vocab
+                 else f"source {tokenizers[0].vocab_size} and target {tokenizers[1].vocab_size}")
+        log(f"Tokenizers: {sizes} subwords ({time.perf_counter() - started:.1f}s)")
+    tokenizers[0].save(run.source_tokenizer_path)
+    tokenizers[1].save(run.target_tokenizer_path)
+    return prepared, tokenizers
+
+
+def _check_prepared(prepared, model_options: ModelOptions, settings: TrainingSettings, log) -> None:
+    """A DATA_DIR fits these settings: its vocabularies are the ones asked for (the CLI takes them from
+    it), and pairs longer than its own limits were left out when it was prepared (said, not refused)."""
+    data = prepared.settings
+    wanted = {"source_vocab_size": settings.source_vocab_size, "target_vocab_size": settings.target_vocab_size,
+              "shared_vocab": settings.shared_vocab}
+    differences = sorted(name for name, value in wanted.items() if data[name] != value)
+    if differences:
+        raise OptionError(f"{prepared.path}: prepared with {', '.join(f'{n}={data[n]}' for n in differences)}, "
+                          f"expected {', '.join(f'{n}={wanted[n]}' for n in differences)} (leave the vocabulary "
+                          "options out to take the DATA_DIR's)")
+    if (model_options.max_source_length > data["max_source_length"]
+            or model_options.max_target_length > data["max_target_length"]):
+        log(f"Note: {prepared.path} holds pairs of at most {data['max_source_length']}/{data['max_target_length']} "
+            f"tokens; the model reads {model_options.max_source_length}/{model_options.max_target_length}")
+
+
+def _committed_epochs(run: RunDir) -> int:
+    """The epochs BackupAndRestore will restore (its training metadata, read as Keras 3 reads it), so
+    the data pipeline of a resumed run starts at that epoch's batches."""
+    import json
+
+    weights, metadata = run.backup_path / "latest.weights.h5", run.backup_path / "training_metadata.json"
+    if not weights.exists() and (run.backup_path / "latest.weights.h5.bkp").exists():
+        metadata = run.backup_path / "training_metadata.json.bkp"  # what Keras restores from then
+    try:
+        return int(json.loads(metadata.read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def train(out, data, valid_pairs, model_options: ModelOptions, settings: TrainingSettings,
           data_description: dict, force: bool = False, log=print, verbose="auto", extra_callbacks=()):
     """Trains (or resumes) a run in directory `out`; returns the trained `keras.Model`.
 
-    `extra_callbacks` run after the project's own (e.g. to inject faults in tests)."""
+    Args:
+        data: the training pairs, one of
+            - a list of (source, target) texts, tokenized in memory (small corpora, the Python API);
+            - `corpus.TrainingCorpora` (SPECs): prepared into RUN/data first (`prepare.prepare`, streamed,
+              reused when the run resumes), then read from its memory maps;
+            - a `PreparedData` (a DATA_DIR from `keras-transformer prepare`), read from its memory maps.
+        valid_pairs: validation (source, target) texts, or None (a DATA_DIR's valid split, when it
+            has one, then gives the validation loss).
+        extra_callbacks: run after the project's own (e.g. to inject faults in tests).
+    """
     import keras
 
     from keras_transformer import distribution, losses, pipeline
     from keras_transformer.config import TransformerConfig
     from keras_transformer.model import build_transformer
     from keras_transformer.schedule import transformer_optimizer
-    from keras_transformer.tokenizer_training import train_tokenizer, with_bpe_dropout
+    from keras_transformer.tokenizer_training import with_bpe_dropout
+    from keras_transformer.training_batches import TrainingBatches
 
-    if (settings.keep_best is not None or settings.scores_translations) and not valid_pairs:
+    has_prepared_valid = getattr(data, "valid", None) is not None and not isinstance(data, list)
+    if (settings.keep_best is not None or settings.scores_translations) and not (valid_pairs or has_prepared_valid):
         raise OptionError("keep_best and validation scores need validation data (--valid), got none")
     if model_options.share_embeddings and not settings.shared_vocab:
         raise OptionError("share_embeddings (tied source and target embeddings) needs one vocabulary for both sides: "
@@ -392,6 +474,9 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
     if settings.bpe_dropout and settings.strategy == "multi-worker":
         raise OptionError("bpe_dropout: expected --strategy default or mirrored (each worker would segment the data "
                          "differently), got multi-worker")
+    if settings.bpe_dropout and not isinstance(data, list):
+        raise OptionError("bpe_dropout re-segments the training text each epoch: expected the pairs in memory (train "
+                          f"--data SPEC up to {BPE_DROPOUT_MAX_PAIRS:,} pairs), got a prepared DATA_DIR")
     run = RunDir(out)
     request = {"model_options": dataclasses.asdict(model_options), "training": dataclasses.asdict(settings),
                "data": data_description}
@@ -400,21 +485,7 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
         log(f"{run.path}: training already complete ({settings.epochs} epochs); pass --force to start over")
         return run.load_model()
 
-    if resuming:
-        source_tokenizer, target_tokenizer = run.load_tokenizers()
-    else:
-        started = time.perf_counter()
-        if settings.shared_vocab:  # one BPE learned on both sides, saved as both tokenizers
-            source_tokenizer = target_tokenizer = train_tokenizer(
-                itertools.chain((s for s, _ in train_pairs), (t for _, t in train_pairs)), settings.source_vocab_size)
-        else:
-            source_tokenizer = train_tokenizer((s for s, _ in train_pairs), settings.source_vocab_size)
-            target_tokenizer = train_tokenizer((t for _, t in train_pairs), settings.target_vocab_size)
-        source_tokenizer.save(run.source_tokenizer_path)
-        target_tokenizer.save(run.target_tokenizer_path)
-        sizes = (f"one shared vocabulary of {source_tokenizer.vocab_size}" if settings.shared_vocab
-                 else f"source {source_tokenizer.vocab_size} and target {target_tokenizer.vocab_size}")
-        log(f"Tokenizers: {sizes} subwords ({time.perf_counter() - started:.1f}s)")
+    prepared, (source_tokenizer, target_tokenizer) = _tokenizers(run, data, model_options, settings, resuming, log)
     config = TransformerConfig(source_vocab_size=source_tokenizer.vocab_size,
                                target_vocab_size=target_tokenizer.vocab_size,
                                **dataclasses.asdict(model_options))
@@ -423,34 +494,45 @@ def train(out, train_pairs, valid_pairs, model_options: ModelOptions, settings: 
     source_limit, target_limit = training_lengths(config, settings)
     encode = lambda pairs: pipeline.encode_corpus(  # noqa: E731
         pairs, source_tokenizer, target_tokenizer, source_limit, target_limit)
-    train_corpus = encode(train_pairs)
-    log(f"Training pairs: {len(train_corpus)} kept, {train_corpus.skipped_too_long} skipped as longer than "
+    train_corpus = prepared.train if prepared is not None else encode(data)
+    train_batches = TrainingBatches(train_corpus, settings.batch_tokens, settings.seed,
+                                    fixed_shapes=settings.jit_compile, source_limit=source_limit,
+                                    target_limit=target_limit)
+    skipped = (sum(item.skipped_too_long * item.repeat for item in prepared.train.inputs)
+               + len(prepared.train.indices()) - len(train_batches.indices)
+               if prepared is not None else train_corpus.skipped_too_long)
+    log(f"Training pairs: {len(train_batches.indices)} kept, {skipped} skipped as longer than "
         f"{source_limit}/{target_limit} tokens"
         + (f" (--max-train-length; the model reads {config.max_source_length}/{config.max_target_length})"
            if (source_limit, target_limit) != (config.max_source_length, config.max_target_length) else ""))
     strategy = distribution.make_strategy(settings.strategy)
-    make_train_data = lambda: pipeline.make_dataset(  # noqa: E731
-        train_corpus, settings.batch_tokens, shuffle=True, seed=settings.seed, fixed_shapes=settings.jit_compile)
+    first_epoch = _committed_epochs(run) if resuming else 0  # epoch k's batches whether resumed or not
+    make_train_data = lambda: pipeline.training_dataset(train_batches, first_epoch, repeat=True)  # noqa: E731
+    steps_per_epoch = train_batches.num_batches
     if settings.bpe_dropout:  # a new segmentation of the training data each epoch; validation stays deterministic
         dropout_source = with_bpe_dropout(source_tokenizer, settings.bpe_dropout)
         dropout_target = (dropout_source if settings.shared_vocab
                           else with_bpe_dropout(target_tokenizer, settings.bpe_dropout))
         longest = max(source_limit, target_limit)
         resampled = lambda: pipeline.make_resampled_dataset(  # noqa: E731
-            lambda: pipeline.encode_corpus(train_pairs, dropout_source, dropout_target, source_limit, target_limit),
+            lambda: pipeline.encode_corpus(data, dropout_source, dropout_target, source_limit, target_limit),
             settings.batch_tokens, longest, seed=settings.seed, fixed_shapes=settings.jit_compile)
         steps_per_epoch = resampled()[1]
         make_train_data = lambda: resampled()[0]  # noqa: E731  (endless: steps_per_epoch batches an epoch)
         log(f"BPE dropout {settings.bpe_dropout:g}: training data re-segmented for each pass, "
             f"{steps_per_epoch} batches an epoch")
-    else:
-        steps_per_epoch = None
     train_data = distribution.distribute(settings.strategy, strategy, make_train_data)
     valid_data = None
-    if valid_pairs:
-        valid_corpus = encode(valid_pairs)
-        valid_data = distribution.distribute(settings.strategy, strategy, lambda: pipeline.make_dataset(
-            valid_corpus, settings.batch_tokens, shuffle=False, fixed_shapes=settings.jit_compile))
+    valid_corpus = encode(valid_pairs) if valid_pairs else prepared.valid if prepared is not None else None
+    if valid_corpus is not None:
+        valid_batches = TrainingBatches(valid_corpus, settings.batch_tokens, shuffle=False,
+                                        fixed_shapes=settings.jit_compile, source_limit=source_limit,
+                                        target_limit=target_limit)
+        valid_data = distribution.distribute(settings.strategy, strategy,
+                                             lambda: pipeline.training_dataset(valid_batches))
+        if not valid_pairs and settings.scores_translations:  # texts back from the DATA_DIR's ids
+            valid_pairs = [(source_tokenizer.decode(s), target_tokenizer.decode(t))
+                           for s, t in (prepared.valid.pair(i) for i in range(len(prepared.valid)))]
 
     keras.utils.set_random_seed(settings.seed)
     with strategy.scope():  # variables are created mirrored on every replica

@@ -82,6 +82,7 @@ def test_translating_with_a_bundle_loads_no_tensorflow_and_none_of_the_model(tin
 
 def test_the_data_side_loads_no_tensorflow():
     modules = loaded_after("import keras_transformer, keras_transformer.corpus, keras_transformer.serve.tokenizer\n"
+                           "import keras_transformer.prepare, keras_transformer.training_batches\n"
                            "from keras_transformer import TransformerConfig")
     assert not [m for m in modules if m.split(".")[0] in HEAVY], modules
 

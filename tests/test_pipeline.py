@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from keras_transformer.pipeline import (EncodedCorpus, bucket_boundaries, bucket_plan, make_dataset,
-                                       make_resampled_dataset, padded_batches)
+from keras_transformer.pipeline import EncodedCorpus, make_dataset, make_resampled_dataset
 from keras_transformer.serve.bundle_format import BOS_ID, EOS_ID, PAD_ID
+from keras_transformer.training_batches import bucket_boundaries
 
 
 def _corpus(rng, n=300):
@@ -68,23 +68,6 @@ def test_fixed_shapes_pad_each_bucket_to_its_boundary():
         length = inputs["source_ids"].shape[1]
         assert inputs["target_ids"].shape[1] == labels.shape[1] == length  # one shape per bucket
         assert length + 1 in boundaries
-
-
-@pytest.mark.parametrize("fixed_shapes", [False, True])
-def test_numpy_batching_matches_tf_bucketing_batch_for_batch(fixed_shapes):
-    # make_resampled_dataset batches each pass in numpy; the rows in the same order must give
-    # make_dataset's batches exactly (tf.data's bucket_by_sequence_length), padding included.
-    corpus = _corpus(np.random.default_rng(5), n=400)
-    longest = max(max(map(len, corpus.source)), max(map(len, corpus.target))) + 1
-    boundaries, batch_sizes = bucket_plan(200, longest)
-    ours = list(padded_batches(corpus, range(len(corpus)), boundaries, batch_sizes, fixed_shapes))
-    theirs = [(np.asarray(x["source_ids"]), np.asarray(x["target_ids"]), np.asarray(y))
-              for x, y in make_dataset(corpus, 200, shuffle=False, fixed_shapes=fixed_shapes)]
-    assert len(ours) == len(theirs) > 10
-    for mine, reference in zip(ours, theirs):
-        for a, b in zip(mine, reference):
-            assert a.dtype == np.int32
-            np.testing.assert_array_equal(a, b)
 
 
 def test_resampled_dataset_encodes_each_pass_anew_and_counts_one_pass_of_steps():

@@ -348,18 +348,23 @@ def test_train_command_options(tmp_path, monkeypatch):
     assert not settings.score_validation and settings.scores_translations
 
 
-def test_train_command_combines_corpora_and_records_them(tmp_path, monkeypatch, capsys):
+def test_train_command_combines_corpora_and_records_them(tmp_path, monkeypatch):
     from keras_transformer import cli
+    from keras_transformer.corpus import TrainingCorpora
 
     seen = {}
-    monkeypatch.setattr(training, "train", lambda out, train_pairs, valid_pairs, model_options, settings, data, **k:
-                        seen.update(pairs=train_pairs, data=data))
+    monkeypatch.setattr(training, "train", lambda out, data, valid_pairs, model_options, settings, record, **k:
+                        seen.update(data=data, record=record))
     (tmp_path / "in.tsv").write_text("a b\tc d\n", encoding="utf-8")
     (tmp_path / "out.tsv").write_text("e f\tg h\n", encoding="utf-8")
     assert cli.main(["train", "--data", f"{tmp_path / 'in.tsv'}*2", "--data", str(tmp_path / "out.tsv"),
-                          "--out", str(tmp_path / "run")]) == 0
-    assert seen["pairs"] == [("a b", "c d"), ("a b", "c d"), ("e f", "g h")]
-    assert seen["data"]["train"] == [f"{tmp_path / 'in.tsv'}*2", str(tmp_path / "out.tsv")]
-    assert "in.tsv: 1 pairs (0 skipped with an empty side), each 2 times an epoch" in capsys.readouterr().out
+                     "--out", str(tmp_path / "run")]) == 0
+    # the SPECs go to training as they are: it prepares them into the run (streamed), not the CLI
+    assert seen["data"] == TrainingCorpora((f"{tmp_path / 'in.tsv'}*2", str(tmp_path / "out.tsv")))
+    assert seen["record"]["train"] == [f"{tmp_path / 'in.tsv'}*2", str(tmp_path / "out.tsv")]
     assert cli.main(["train", "--data", str(tmp_path / "out.tsv"), "--out", str(tmp_path / "run")]) == 0
-    assert seen["data"]["train"] == str(tmp_path / "out.tsv")  # one SPEC: a string, as older runs recorded it
+    assert seen["record"]["train"] == str(tmp_path / "out.tsv")  # one SPEC: a string, as older runs recorded it
+    # BPE-dropout re-encodes the text each epoch: the pairs are read into memory, repeats included
+    assert cli.main(["train", "--data", f"{tmp_path / 'in.tsv'}*2", "--data", str(tmp_path / "out.tsv"),
+                     "--bpe-dropout", "0.1", "--out", str(tmp_path / "run")]) == 0
+    assert seen["data"] == [("a b", "c d"), ("a b", "c d"), ("e f", "g h")]
