@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -58,12 +59,14 @@ def write_corpus(path: Path, pairs: int) -> Path:
     return path
 
 
-def measured(command: list[str], env=None, log=print) -> dict:
-    """Runs `command`; returns its wall seconds, peak RSS (MiB, from wait4), start time and stdout."""
+def measured(command: list[str], env=None, log=print, cwd=None) -> dict:
+    """Runs `command` in `cwd` (not the checkout: its keras_transformer/ folder would shadow PYTHONPATH);
+    returns its wall seconds, peak RSS (MiB, from wait4), start time and stdout."""
     log("$ " + " ".join(shlex.quote(part) for part in command))
     started = time.time()
     with tempfile.TemporaryFile() as stdout:
-        process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env=env, cwd=ROOT, text=True)
+        process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env=env, text=True,
+                                   cwd=cwd or tempfile.gettempdir())
         stderr = process.stderr.read()
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -75,12 +78,12 @@ def measured(command: list[str], env=None, log=print) -> dict:
             "stdout": output, "stderr": stderr}
 
 
-def old_code(work: Path, rev: str) -> Path:
+def old_code(work: Path, rev: str, repo: Path = ROOT) -> Path:
     """The package of `rev` laid out as installed (keras_transformer/{serve,export,cli}), for PYTHONPATH."""
     target = work / f"code-{rev}"
     if not (target / "keras_transformer").is_dir():
-        subprocess.run(f"mkdir -p {target}/src && git archive {rev} keras_transformer serve export cli | "
-                       f"tar -x -C {target}/src", shell=True, check=True, cwd=ROOT)
+        subprocess.run(f"mkdir -p {target}/src && git -C {repo} archive {rev} keras_transformer serve export cli | "
+                       f"tar -x -C {target}/src", shell=True, check=True)
         (target / "src" / "keras_transformer").rename(target / "keras_transformer")
         for folder in ("serve", "export", "cli"):
             (target / "src" / folder).rename(target / "keras_transformer" / folder)
@@ -161,7 +164,7 @@ def run(args) -> str:
     work.mkdir(parents=True, exist_ok=True)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     cli = [sys.executable, "-m", "keras_transformer.cli"]
-    old_env = dict(os.environ, PYTHONPATH=str(old_code(work, args.old_rev)))
+    old_env = dict(os.environ, PYTHONPATH=str(old_code(work, args.old_rev, Path(args.repo))))
     rows, tokens_rows = [], []
     baseline_rss = None
     for size in args.sizes:
@@ -172,7 +175,8 @@ def run(args) -> str:
                              *MODEL[MODEL.index("--source-vocab-size"):]], log=log)
         encoded = [line for line in prepared["stderr"].splitlines() + prepared["stdout"].splitlines()
                    if line.startswith("Encoded ")]
-        encode_rate = float(encoded[-1].split("(")[1].split()[0].replace(",", "")) if encoded else float("nan")
+        rate = re.search(r"([\d,]+) pairs/s\)", encoded[-1]) if encoded else None
+        encode_rate = float(rate[1].replace(",", "")) if rate else float("nan")
         bound = json.loads(measured([sys.executable, "-c", BOUND, str(corpus), str(data), str(min(size, 1_000_000))],
                                     log=log)["stdout"].strip().splitlines()[-1])
         new = train_until("prepared", str(data), work, log=log)
@@ -223,6 +227,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.corpus_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 5_000_000])
     parser.add_argument("--old-rev", default=OLD_REV)
+    parser.add_argument("--repo", default=str(ROOT), help="the git checkout --old-rev is taken from")
     parser.add_argument("--work", default=str(ROOT / "runs" / "corpus-scale"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS-corpus-scale.md"))
     parser.add_argument("--smoke", action="store_true", help="sizes 2,000 and 4,000, 30 steps: checks it runs")

@@ -123,9 +123,9 @@ def build_spec(model, config, source_tokenizer, target_tokenizer):
     from keras_transformer.model import decoder_of, encoder_of
 
     activation = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU}[config.activation]
-    encoder_spec = transformer_spec.TransformerEncoderSpec(config.num_layers, config.num_heads,
+    encoder_spec = transformer_spec.TransformerEncoderSpec(config.encoder_layers, config.num_heads,
                                                            pre_norm=config.norm_first, activation=activation)
-    decoder_spec = transformer_spec.TransformerDecoderSpec(config.num_layers, config.num_heads,
+    decoder_spec = transformer_spec.TransformerDecoderSpec(config.decoder_layers, config.num_heads,
                                                            pre_norm=config.norm_first, activation=activation)
     spec = transformer_spec.TransformerSpec(encoder_spec, decoder_spec)
     encoder, decoder = encoder_of(model), decoder_of(model)
@@ -162,8 +162,9 @@ def build_spec(model, config, source_tokenizer, target_tokenizer):
     return spec
 
 
-def convert_run(run_dir, out_dir, force: bool = True) -> Path:
-    """Writes run `run_dir` (Keras weights + tokenizers) as a float32 CTranslate2 model at `out_dir`."""
+def convert_run(run_dir, out_dir, force: bool = True, vmap=None) -> Path:
+    """Writes run `run_dir` (Keras weights + tokenizers) as a float32 CTranslate2 model at `out_dir`, with the
+    vocabulary map file `vmap` (`use_vmap`) when given."""
     from ctranslate2.converters.converter import Converter
 
     from keras_transformer.run_dir import RunDir
@@ -177,7 +178,7 @@ def convert_run(run_dir, out_dir, force: bool = True) -> Path:
         def _load(self):
             return spec
 
-    _SpecConverter().convert(str(out_dir), force=force)
+    _SpecConverter().convert(str(out_dir), force=force, vmap=None if vmap is None else str(vmap))
     return Path(out_dir)
 
 
@@ -189,7 +190,7 @@ class Ct2Engine:
     to the source, cut to max_source_length, text in and text out."""
 
     def __init__(self, model_dir, source_tokenizer, target_tokenizer, max_source_length, max_target_length,
-                 compute_type="float32", threads=1):
+                 compute_type="float32", threads=1, use_vmap=False):
         import ctranslate2
 
         self.translator = ctranslate2.Translator(str(model_dir), device="cpu", compute_type=compute_type,
@@ -197,7 +198,7 @@ class Ct2Engine:
         self.source_tokenizer, self.target_tokenizer = source_tokenizer, target_tokenizer
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.target_ids = {token: i for i, token in enumerate(vocabulary(target_tokenizer))}
-        self.compute_type, self.threads = compute_type, threads
+        self.compute_type, self.threads, self.use_vmap = compute_type, threads, use_vmap
 
     def translate_batch(self, texts, beam_size=1, batch_size=32, length_penalty=1.0):
         """(texts, token id lists) for `texts`; ids without BOS/EOS, like `Translation.target_ids`."""
@@ -206,7 +207,7 @@ class Ct2Engine:
         sources = [encoding.tokens[:limit] + ["[EOS]"] for encoding in encodings]
         results = self.translator.translate_batch(
             sources, max_batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty,
-            max_decoding_length=self.max_target_length, min_decoding_length=0)
+            max_decoding_length=self.max_target_length, min_decoding_length=0, use_vmap=self.use_vmap)
         ids = [[self.target_ids[token] for token in result.hypotheses[0]] for result in results]
         return self.target_tokenizer.decode_batch(ids), ids
 
@@ -380,7 +381,7 @@ def measure_model(name, run_dir, fp32_bundle, int8_bundle, sentences, sentences_
         a, b = timings[config, "ours"].ids, timings[config, "ct2"].ids
         parity[config] = (sum(x == y for x, y in zip(a, b, strict=True)), len(a))
     c = model_config
-    description = (f"{c.num_layers}+{c.num_layers} layers, d_model {c.hidden_dim}, {c.num_heads} heads, "
+    description = (f"{c.encoder_layers}+{c.decoder_layers} layers, d_model {c.hidden_dim}, {c.num_heads} heads, "
                    f"d_ff {c.intermediate_dim}, vocab {c.source_vocab_size}/{c.target_vocab_size}, "
                    f"{'pre' if c.norm_first else 'post'}-norm")
     return ModelResult(name, description, sentences_description, single, batched, timings, parity,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .tensorflow_import import import_tensorflow_quietly
 
+SHORTLIST_K = 50  # --shortlist without K: candidates per source token
+
 
 def add_parsers(commands) -> None:
     p = commands.add_parser("export", help="convert a run to an ONNX bundle (checked against Keras)")
@@ -17,6 +19,13 @@ def add_parsers(commands) -> None:
     p.add_argument("--standard-ops", action="store_true",
                    help="decoder.onnx of standard ONNX operators only (converted by tf2onnx), for runtimes other "
                         "than onnxruntime; the default uses onnxruntime's fused attention and layer-norm operators")
+    p.add_argument("--shortlist", type=int, nargs="?", const=SHORTLIST_K, metavar="K",
+                   help=f"add a vocabulary shortlist: each source token's K likeliest target tokens (default K "
+                        f"{SHORTLIST_K}), estimated from the run's training pairs; translating then computes only "
+                        "the logits of a sentence's candidates (turn off with translate --no-shortlist)")
+    p.add_argument("--shortlist-frequent", type=int, metavar="N",
+                   help="with --shortlist: the N most frequent target tokens are every sentence's candidates too "
+                        "(default 50)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.set_defaults(handler=run_export)
 
@@ -26,6 +35,7 @@ def run_export(args) -> int:
     from keras_transformer.export.exporter import export_bundle
     from keras_transformer.export.onnx_graphs import OPSET
 
+    extra = {} if args.shortlist_frequent is None else {"shortlist_frequent": args.shortlist_frequent}
     export_bundle(args.run, args.out, int8=args.int8, opset=args.opset or OPSET, force=args.force,
-                  standard_ops=args.standard_ops)
+                  standard_ops=args.standard_ops, shortlist=args.shortlist, **extra)
     return 0

@@ -1,7 +1,7 @@
 """`keras-transformer COMMAND ...`: builds the parser from the command modules and runs one.
 
-Each command module (`demo`, `prepare`, `train`, `export`, `evaluate`, `plots`, `translate`, `serve`) has
-`add_parsers(commands)`, which registers its subcommands with their handler. No module imports
+Each command module (`demo`, `prepare`, `train`, `distill`, `export`, `evaluate`, `plots`, `translate`,
+`serve`) has `add_parsers(commands)`, which registers its subcommands with their handler. No module imports
 TensorFlow or Keras at the top: `translate BUNDLE`, `evaluate`, `serve` and `web` run in the slim
 install, and the commands that train or read a Keras model import TensorFlow when they run
 (`tensorflow_import.import_tensorflow_quietly`).
@@ -20,9 +20,9 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logging: warnings and errors only
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from . import demo, evaluate, export, plots, prepare, serve, train, translate  # noqa: E402  (after the environment)
+from . import demo, distill, evaluate, export, plots, prepare, serve, train, translate  # noqa: E402
 
-COMMAND_MODULES = (demo, prepare, train, export, evaluate, plots, translate, serve)
+COMMAND_MODULES = (demo, prepare, train, distill, export, evaluate, plots, translate, serve)
 TRAINING_MODULES = {"tensorflow", "keras", "tf2onnx", "onnx", "matplotlib", "sacrebleu"}
 DESCRIPTION = ("The Transformer of 'Attention Is All You Need' in Keras 3: train with model.fit, export to "
                "ONNX, translate on a CPU (onnxruntime) or in a browser (onnxruntime-web).")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-FLAG_NAMES = {"num_hypotheses": "--n-best", "return_scores": "--scores"}  # the rest: --field-name
-TYPES = {"int": int, "float": float}
+FLAG_NAMES = {"num_hypotheses": "--n-best", "return_scores": "--scores",  # the rest: --field-name
+              "use_shortlist": "--no-shortlist"}  # a bool that defaults to True is turned off by --no-FIELD
+TYPES = {"int": int, "float": float}  # the kinds besides "bool" and "str"
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +32,12 @@ def add_decoding_options(parser: argparse.ArgumentParser, only: tuple[str, ...] 
         kind = field.metadata["bounds"]["kind"]
         default = "none" if field.default is None else f"{field.default:g}" if kind == "float" else field.default
         help_text = f"{field.metadata['help']} (default: {default})".replace("%", "%%")
-        if kind == "bool":
-            parser.add_argument(flag, dest=field.name, action="store_const", const=True, default=None, help=help_text)
+        if kind == "bool":  # a flag sets the opposite of the default
+            parser.add_argument(flag, dest=field.name, action="store_const", const=not field.default, default=None,
+                                help=help_text)
+        elif kind == "str":
+            parser.add_argument(flag, dest=field.name, choices=field.metadata["bounds"]["choices"], default=None,
+                                help=help_text)
         else:
             parser.add_argument(flag, dest=field.name, type=TYPES[kind], default=None,
                                 metavar=field.metadata["metavar"], help=help_text)
@@ -44,6 +49,32 @@ def decoding_options(args: argparse.Namespace) -> dict:
 
     given = {field.name: getattr(args, field.name, None) for field in dataclasses.fields(DecodingOptions)}
     return {name: value for name, value in given.items() if value is not None}
+
+
+def add_replica_options(parser: argparse.ArgumentParser, replicas_default: str) -> None:
+    parser.add_argument("--replicas", type=int, metavar="R",
+                        help=f"sets of onnxruntime sessions decoding batches at once (default: {replicas_default})")
+    parser.add_argument("--threads", type=int, metavar="T",
+                        help="onnxruntime intra-op threads per replica (default: 1; a decoding step is too small "
+                             "to split, so cores pay as replicas)")
+
+
+def replicas_and_threads(args: argparse.Namespace, every_core: bool) -> tuple[int, int]:
+    """(threads, replicas): as given, else 1 thread and, when `every_core`, one replica per core left
+    (cores / threads), else 1."""
+    threads = args.threads or 1
+    replicas = args.replicas or (max(1, available_cores() // threads) if every_core else 1)
+    return threads, replicas
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def check_port(port: int) -> None:

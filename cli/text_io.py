@@ -1,13 +1,14 @@
-"""Reading and writing the text of `keras-transformer translate`: input lines, atomic output, progress.
+"""Reading and writing the text of `keras-transformer translate`: input lines, output files.
 
 Lines are UTF-8 whatever the locale; a final newline adds no line; output keeps one translation per
-line; `--output` is written to a temporary file and renamed into place.
+line. An --input file is read as a stream; its --output is written as translations are done (and
+`complete_outputs` finds where an interrupted one stopped); other --output is written to a temporary
+file and renamed into place.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from keras_transformer.serve.atomic_files import atomic_write_text
@@ -19,23 +20,67 @@ def one_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
-def read_lines(path) -> list[str]:
-    """The lines of UTF-8 file `path`, without line ends ("\\n" or "\\r\\n"); a final newline adds no line."""
+def iter_lines(path):
+    """The lines of UTF-8 file `path`, read as a stream, without line ends ("\\n" or "\\r\\n"); a leading BOM
+    is dropped and a final newline adds no line."""
+    path = _input_file(path)
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise OptionError(f"--input {path}: expected UTF-8 text, got an undecodable byte on line "
+                                  f"{number}") from None
+            yield line.removesuffix("\n").removesuffix("\r")
+
+
+def count_lines(path) -> int:
+    """Lines in `path` (a last line without a newline counts), counted in 1 MiB blocks."""
+    count, last = 0, b"\n"
+    with open(_input_file(path), "rb") as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _input_file(path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OptionError(f"--input {path}: expected a text file, got a directory")
     if not path.exists():
         raise FileNotFoundError(f"--input {path}: no such file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise OptionError(f"--input {path}: expected UTF-8 text, got an undecodable byte on line {line}") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return path
+
+
+def complete_outputs(path, lines_per_input: int) -> int:
+    """How many inputs `path` holds the translations of (`lines_per_input` complete lines each), after
+    cutting what an interruption left half-written; 0 when it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    lines, keep, offset = 0, 0, 0  # complete lines; bytes up to the last complete input
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            start = 0
+            while (end := block.find(b"\n", start)) != -1:
+                lines += 1
+                if lines % lines_per_input == 0:
+                    keep = offset + end + 1
+                start = end + 1
+            offset += len(block)
+    with open(path, "r+b") as handle:
+        handle.truncate(keep)
+    return lines // lines_per_input
+
+
+def check_output_path(path) -> None:
+    """--output must be a file in an existing directory."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--output {path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"--output {path}: expected a file path, got a directory")
 
 
 def stdin_lines():
@@ -62,38 +107,5 @@ def chunks(lines, size, flush_each=False):
 
 def write_atomically(path, text: str) -> None:
     """Writes `text` to a temporary file beside `path`, then renames it into place."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"--output {path}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"--output {path}: expected a file path, got a directory")
+    check_output_path(path)
     atomic_write_text(path, text)
-
-
-class ProgressLine:
-    """A one-line progress display on stderr: `label  37% 370/1000 lines  12.3 lines/s`.
-
-    Redrawn in place (at most every 0.1 s) when stderr is a terminal; silent otherwise, except for
-    the closing line `close` prints.
-    """
-
-    def __init__(self, total: int, label: str = "", stream=None):
-        self.total, self.label, self.done = total, label, 0
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self.started = self.drawn = time.perf_counter()
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        now = time.perf_counter()
-        if self.live and (now - self.drawn >= 0.1 or self.done >= self.total):
-            self.drawn = now
-            percent = 100 * self.done // max(self.total, 1)
-            rate = self.done / max(now - self.started, 1e-9)
-            self.stream.write(f"\r{self.label}  {percent:3d}% {self.done}/{self.total} lines  {rate:.1f} lines/s")
-            self.stream.flush()
-
-    def close(self, message: str) -> None:
-        if self.live:
-            self.stream.write("\r\033[K")
-        print(message, file=self.stream)

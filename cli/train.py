@@ -14,8 +14,6 @@ from .tensorflow_import import import_tensorflow_quietly
 
 
 def add_parsers(commands) -> None:
-    # Options left out stay None and take the defaults of ModelOptions (= TransformerConfig's,
-    # keras_transformer/config.py) and TrainingSettings (keras_transformer/training.py).
     p = commands.add_parser("train", help="train a Transformer with model.fit into a run directory")
     p.add_argument("--data", required=True, action="append",
                    help="training SPEC: demo, FILE.tsv, FILE.csv or SOURCE_FILE,TARGET_FILE; give it more than once "
@@ -28,9 +26,25 @@ def add_parsers(commands) -> None:
     p.add_argument("--max-pairs", type=int, help="use only the first N training pairs (of each --data)")
     p.add_argument("--tokenizer-sample", type=int, metavar="N",
                    help="learn the tokenizers from a seeded sample of at most N pairs (default 1,000,000)")
+    add_training_options(p)
+    p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
+                   help="tf.distribute strategy (multi-worker reads the cluster from TF_CONFIG)")
+    p.add_argument("--workers", type=int, help="start N local multi-worker processes on 127.0.0.1 and wait")
+    p.set_defaults(handler=run_train)
+
+
+def add_training_options(p) -> None:
+    """The model and training options. Left out, one stays None and takes its default from `ModelOptions`
+    (keras_transformer/config.py) or `TrainingSettings` (keras_transformer/training.py), where they are
+    declared (or, for `distill`, the teacher's)."""
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-tokens", type=int, help="tokens per batch (per side)")
-    p.add_argument("--num-layers", type=int, help="N")
+    p.add_argument("--num-layers", type=int, help="N, the depth of both the encoder and the decoder")
+    p.add_argument("--encoder-layers", type=int, metavar="N", help="the encoder's depth (default: --num-layers)")
+    p.add_argument("--decoder-layers", type=int, metavar="M",
+                   help="the decoder's depth (default: --num-layers); decoding time grows with it, so small fast "
+                        "models keep a deep encoder and a shallow decoder")
     p.add_argument("--hidden-dim", type=int, help="d_model")
     p.add_argument("--num-heads", type=int, help="h")
     p.add_argument("--intermediate-dim", type=int, help="d_ff")
@@ -41,9 +55,10 @@ def add_parsers(commands) -> None:
                    help="leave pairs of more than N tokens (either side, EOS included) out of training, while the "
                         "model reads up to --max-source-length (e.g. train on short pairs, translate long "
                         "inputs whole)")
-    p.add_argument("--norm-first", action="store_true", help="pre-norm instead of the paper's post-norm")
+    p.add_argument("--norm-first", action="store_const", const=True, help="pre-norm instead of the paper's post-norm")
     p.add_argument("--activation", choices=["relu", "gelu"])
-    p.add_argument("--no-tie-output-embedding", action="store_true", help="a separate pre-softmax matrix")
+    p.add_argument("--no-tie-output-embedding", action="store_const", const=False, dest="tie_output_embedding",
+                   help="a separate pre-softmax matrix")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--learning-rate-scale", type=float,
@@ -51,7 +66,7 @@ def add_parsers(commands) -> None:
     p.add_argument("--source-vocab-size", type=int)
     p.add_argument("--target-vocab-size", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--jit-compile", action="store_const", const=True, help="compile the train step with XLA")
     p.add_argument("--time-budget-minutes", type=float, metavar="MINUTES",
                    help="stop training (as complete) once this much training time is spent, resumed attempts included")
     p.add_argument("--keep-best", choices=["loss", "bleu", "chrf"],
@@ -60,19 +75,14 @@ def add_parsers(commands) -> None:
                    help="with --keep-best: stop after N epochs without a better score")
     p.add_argument("--average-checkpoints", type=int, metavar="N",
                    help="model.keras = the mean weights of the last N epochs (with --keep-best: of the best N)")
-    p.add_argument("--score-validation", action="store_true",
+    p.add_argument("--score-validation", action="store_const", const=True,
                    help="translate the validation split after each epoch; val_bleu and val_chrf in history.csv")
     p.add_argument("--score-max-pairs", type=int, metavar="N", help="score only the first N validation pairs")
     p.add_argument("--bpe-dropout", type=float, metavar="P",
                    help="BPE-dropout on the training data, a new segmentation each epoch (the saved tokenizers "
                         "stay deterministic)")
-    p.add_argument("--shared-vocab", action="store_true",
+    p.add_argument("--shared-vocab", action="store_const", const=True,
                    help="one tokenizer for both sides and one embedding for source, target (and output)")
-    p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")
-    p.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
-                   help="tf.distribute strategy (multi-worker reads the cluster from TF_CONFIG)")
-    p.add_argument("--workers", type=int, help="start N local multi-worker processes on 127.0.0.1 and wait")
-    p.set_defaults(handler=run_train)
 
 
 def run_train(args) -> int:
@@ -82,24 +92,14 @@ def run_train(args) -> int:
         return launch_local_workers(_without_option(args.argv, "--workers"), args.workers)
     import_tensorflow_quietly()
     from keras_transformer import training
-    from keras_transformer.config import ModelOptions
     from keras_transformer.corpus import read_parallel_corpus
 
     prepared = _prepared_data(args)
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    given["tie_output_embedding"] = not args.no_tie_output_embedding
-    given["score_validation"] = args.score_validation
-    given["shared_vocab"] = given["share_embeddings"] = args.shared_vocab
-    if args.shared_vocab:  # one vocabulary: a size given for one side is the size of both
-        sizes = {args.source_vocab_size, args.target_vocab_size} - {None}
-        if len(sizes) == 1:
-            given["source_vocab_size"] = given["target_vocab_size"] = sizes.pop()
+    defaults = {}
     if prepared is not None:  # the DATA_DIR's vocabularies, unless others were asked for (then refused)
-        given = {**{name: prepared.settings[name] for name in ("source_vocab_size", "target_vocab_size")}, **given}
-        given["shared_vocab"] = args.shared_vocab or prepared.settings["shared_vocab"]
-    model_options = ModelOptions(**{f.name: given[f.name] for f in dataclasses.fields(ModelOptions) if f.name in given})
-    settings = training.TrainingSettings(
-        **{f.name: given[f.name] for f in dataclasses.fields(training.TrainingSettings) if f.name in given})
+        defaults = {name: prepared.settings[name] for name in ("source_vocab_size", "target_vocab_size",
+                                                               "shared_vocab")}
+    model_options, settings = options_from_args(args, defaults)
     columns = dict(source_column=args.source_column, target_column=args.target_column)
     train_data = prepared if prepared is not None else _corpora(args, settings, columns)
     valid_pairs = None
@@ -125,6 +125,25 @@ def run_train(args) -> int:
     else:
         shutil.rmtree(out, ignore_errors=True)
     return 0
+
+
+def options_from_args(args, defaults: dict | None = None):
+    """(ModelOptions, TrainingSettings) of the options given on the command line, over `defaults` (by
+    field name), over the dataclasses' own defaults. --shared-vocab sets share_embeddings too, and a
+    vocabulary size given for one side is the shared vocabulary's size."""
+    from keras_transformer.config import ModelOptions
+    from keras_transformer.training import TrainingSettings
+
+    given = {**(defaults or {}), **{k: v for k, v in vars(args).items() if v is not None}}
+    if given.get("shared_vocab"):
+        given.setdefault("share_embeddings", True)
+        sizes = {args.source_vocab_size, args.target_vocab_size} - {None}
+        if len(sizes) == 1:
+            given["source_vocab_size"] = given["target_vocab_size"] = sizes.pop()
+    model_options = ModelOptions(**{f.name: given[f.name] for f in dataclasses.fields(ModelOptions) if f.name in given})
+    settings = TrainingSettings(**{f.name: given[f.name] for f in dataclasses.fields(TrainingSettings)
+                                   if f.name in given})
+    return model_options, settings
 
 
 def _prepared_data(args):

@@ -25,6 +25,7 @@ from keras_transformer.serve.bundle import BundleConfig, sha256_of
 from keras_transformer.serve.errors import KerasTransformerError
 
 PARITY_SENTENCES = 64
+SHORTLIST_FREQUENT = 50  # the most frequent target tokens, every sentence's candidates (Marian's default too)
 GRAPH_SEARCH_BEAM_SENTENCES = 16  # beam search through the numpy loop is the slow half of that check
 
 
@@ -65,7 +66,7 @@ def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
     return pad_batch(sources[:8]), pad_batch(targets[:8]), sources
 
 
-def _add_generation_graph(directory: Path, model_config, sources, log) -> dict:
+def _add_generation_graph(directory: Path, model_config, sources, log, vocab_mask: bool = False) -> dict:
     """Writes generate.onnx from the bundle's final encoder.onnx and decoder.onnx, and checks that
     its greedy and 4-beam (length penalty 0 and 1) searches give the numpy loop's tokens on `sources`.
 
@@ -78,12 +79,13 @@ def _add_generation_graph(directory: Path, model_config, sources, log) -> dict:
     from keras_transformer.serve.onnx_model import OnnxStepModel
     from keras_transformer.serve.sessions import session_options
 
-    graph = build_generation_graph(onnx.load(directory / fmt.ENCODER_FILE), onnx.load(directory / fmt.DECODER_FILE))
+    graph = build_generation_graph(onnx.load(directory / fmt.ENCODER_FILE), onnx.load(directory / fmt.DECODER_FILE),
+                                   vocab_mask)
     onnx.save(graph, directory / fmt.GENERATE_FILE)
     numpy_loop = OnnxStepModel(BundleConfig(directory, {"model": model_config.to_dict()}))
     # checked in padded batches of all the sources, whatever batches the Translator sends it
-    in_graph = GraphSearch(directory / fmt.GENERATE_FILE, session_options(), model_config.num_layers,
-                           max_batch=len(sources))
+    in_graph = GraphSearch(directory / fmt.GENERATE_FILE, session_options(), model_config.decoder_layers,
+                           max_batch=len(sources), shortlist=vocab_mask, vocab_size=model_config.target_vocab_size)
     checked = {}
     for label, options, checked_sources in (
             ("greedy", DecodingOptions(), sources),
@@ -100,15 +102,18 @@ def _add_generation_graph(directory: Path, model_config, sources, log) -> dict:
                               f"numpy loop for {len(checked_sources) - identical}/{len(checked_sources)} sentences")
     log(f"{fmt.GENERATE_FILE}: the search inside onnxruntime gives the numpy loop's tokens "
         f"({', '.join(f'{k}: {v}' for k, v in checked.items())})")
-    inputs, outputs = fmt.generate_io_names(model_config.num_layers)
+    inputs, outputs = fmt.generate_io_names(model_config.decoder_layers, vocab_mask)
     return {"file": fmt.GENERATE_FILE, "inputs": inputs, "outputs": outputs, "built_by": GENERATE_BUILT_BY,
             "identical_to_numpy_loop": checked}
 
 
-def _bundle_config(model_config, opset, parity, quantization, directory, decoder_built_by, generate=None):
-    encoder_inputs, encoder_outputs = fmt.encoder_io_names(model_config.num_layers)
-    decoder_inputs, decoder_outputs = fmt.decoder_io_names(model_config.num_layers)
+def _bundle_config(model_config, opset, parity, quantization, directory, decoder_built_by, generate=None,
+                   shortlist=None):
+    encoder_inputs, encoder_outputs = fmt.encoder_io_names(model_config.decoder_layers)
+    decoder_inputs, decoder_outputs = fmt.decoder_io_names(model_config.decoder_layers, shortlist is not None)
     files = [fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE]
+    if shortlist is not None:
+        files.append(fmt.SHORTLIST_FILE)
     graphs = {
         "encoder": {"file": fmt.ENCODER_FILE, "inputs": encoder_inputs, "outputs": encoder_outputs,
                     "built_by": "tf2onnx"},
@@ -126,6 +131,7 @@ def _bundle_config(model_config, opset, parity, quantization, directory, decoder
         "opset": opset,
         "quantization": quantization,
         "parity": parity,
+        **({"shortlist": shortlist} if shortlist is not None else {}),
         "files": {name: sha256_of(directory / name) for name in files},
     }
 
@@ -151,7 +157,8 @@ def _move_into_place(tmp: Path, out: Path):
 
 
 def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print, standard_ops=False,
-                  int8_plan=None, _graph_hook=None) -> dict:
+                  int8_plan=None, shortlist: int | None = None, shortlist_frequent: int = SHORTLIST_FREQUENT,
+                  _graph_hook=None) -> dict:
     """Exports run `run_dir` to bundle `out`; returns the bundle's config.
 
     encoder.onnx is converted by tf2onnx; decoder.onnx is built from the weights with onnxruntime's
@@ -161,7 +168,10 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
     against the numpy decoding loop. The int8 decoder is the fused one with a plain-operator
     cross-attention (tested equal to Keras in tests/test_fused_graphs.py), then quantized under
     `int8_plan` (default `Int8Plan()`); when no weight is large enough to be int8
-    (`Int8Plan.min_weight_elements`), the graphs stay the fp32 ones.
+    (`Int8Plan.min_weight_elements`), the graphs stay the fp32 ones. `shortlist` K: each source token's K
+    likeliest target tokens and the `shortlist_frequent` most frequent ones (export/shortlist.py), and a
+    decoder.onnx that computes only the logits of the ids it is given (checked: given every id, the
+    tokens of the decoder without it).
     `_graph_hook(tmp_dir)` (tests only) may tamper with the graphs before the parity check."""
     import onnx
 
@@ -172,6 +182,9 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
         raise ExportError(f"--opset: expected 17 or more, got {opset}")
     if int8_plan is not None and not int8:
         raise ExportError("int8_plan: expected int8=True with it, got int8=False")
+    if shortlist is not None and (standard_ops or shortlist < 1 or shortlist_frequent < 0):
+        raise ExportError(f"--shortlist: expected K >= 1 and the fused decoder (not --standard-ops), got K={shortlist}"
+                          + (" with --standard-ops" if standard_ops else ""))
     started = time.perf_counter()
     run, out = RunDir(run_dir), Path(out)
     run.read_config()  # a clear error for a directory that is not a run
@@ -204,7 +217,7 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
         if not report.passed:
             raise ParityError(f"parity check failed, nothing written to {out}: {report.summary()}")
 
-        quantization = None
+        quantization, plan, exact_cross = None, None, False
         if int8:
             from .int8_check import quantize_and_compare
             from .quantize import Int8Plan, has_int8_weights
@@ -212,16 +225,25 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
             plan = int8_plan or Int8Plan()
             # int8 needs a cross-attention that padding cannot change in the last bit; a model whose
             # weights all stay float32 (plan.min_weight_elements) keeps the faster fused one.
-            if not standard_ops and has_int8_weights(tmp / fmt.ENCODER_FILE, tmp / fmt.DECODER_FILE, plan=plan):
+            exact_cross = not standard_ops and has_int8_weights(tmp / fmt.ENCODER_FILE, tmp / fmt.DECODER_FILE,
+                                                                plan=plan)
+            if exact_cross:
                 onnx.save(convert_fused_decoder_step(model, opset, plain_cross_attention=True), tmp / fmt.DECODER_FILE)
             quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
                                                 model_config, log, plan)
         generate = None
         if not standard_ops:  # BeamSearch is onnxruntime's own operator
-            generate = _add_generation_graph(tmp, model_config, greedy_sources, log)
+            generate = _add_generation_graph(tmp, model_config, greedy_sources, log, vocab_mask=shortlist is not None)
+        shortlisted = None
+        if shortlist is not None:
+            from .shortlist import add_shortlist
+
+            shortlisted = add_shortlist(tmp, run, model, model_config, opset, plan if exact_cross else None,
+                                        shortlist, shortlist_frequent, greedy_sources, log)
         shutil.copyfile(run.source_tokenizer_path, tmp / fmt.SOURCE_TOKENIZER_FILE)
         shutil.copyfile(run.target_tokenizer_path, tmp / fmt.TARGET_TOKENIZER_FILE)
-        config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp, decoder_built_by, generate)
+        config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp, decoder_built_by, generate,
+                                shortlisted)
         (tmp / fmt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be shared
         _move_into_place(tmp, out)

@@ -218,7 +218,7 @@ def _heads(g: _Graph, p, x, num_heads, head_dim):
 
 
 def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opset: int = 17,
-                       plain_cross_attention: bool = False):
+                       plain_cross_attention: bool = False, shortlist: bool = False):
     """decoder.onnx, one cached step, inputs and outputs as `fmt.decoder_io_names`: token_ids int32
     (B, 1), position int32 (), source_mask bool (B, S), per layer cross K/V (B, H, S, Dh) and past K/V
     (B, H, P, Dh) -> logits (B, V), per layer present K/V (B, H, P+1, Dh).
@@ -227,6 +227,10 @@ def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opse
     (`_plain_attention`) instead of MultiHeadAttention, whose sums over the source change in the last
     bit with the batch's padded length; int8 quantization then makes that sum exact
     (`export.quantize.exact_cross_attention`).
+
+    `shortlist`: one more input, vocab_ids int32 (C,), and logits (B, C) for those ids only: the
+    output projection's rows are gathered (Gather on a (V, D) copy of the projection, then one Gemm), so
+    the step does C / V of the projection's work (serve/shortlist.py).
     """
     from onnx import TensorProto, helper
 
@@ -277,14 +281,24 @@ def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opse
     # Pre-softmax linear map on (B, D) rows: MatMul + Add, which onnxruntime fuses into one Gemm
     # (and `export/quantize.py`, for a large enough vocabulary, into int8 MatMulIntegerToFloat + Add).
     rows = g.node("Reshape", [h, g.constant("rows_shape", np.array([-1, hidden_dim], np.int64))], "final_rows")
-    logits = g.node("MatMul", [rows, g.constant("output_kernel", decoder.output[0])], "logits_unbiased")
-    g.node("Add", [logits, g.constant("output_bias", decoder.output[1])], fmt.LOGITS)
+    if shortlist:  # the projection of the given ids only: (C, D) rows and (C,) biases gathered, one Gemm
+        kernel = g.constant("output_kernel_rows", np.ascontiguousarray(decoder.output[0].T))  # (V, D)
+        chosen = g.node("Gather", [kernel, fmt.VOCAB_IDS], "shortlist_kernel", axis=0)  # (C, D)
+        bias = g.node("Gather", [g.constant("output_bias", decoder.output[1]), fmt.VOCAB_IDS], "shortlist_bias",
+                      axis=0)  # (C,)
+        g.node("Gemm", [rows, chosen, bias], fmt.LOGITS, transB=1)  # (B, C)
+    else:
+        logits = g.node("MatMul", [rows, g.constant("output_kernel", decoder.output[0])], "logits_unbiased")
+        g.node("Add", [logits, g.constant("output_bias", decoder.output[1])], fmt.LOGITS)
 
     heads = lambda length: ["batch", num_heads, length, head_dim]  # noqa: E731
     inputs = [helper.make_tensor_value_info(fmt.TOKEN_IDS, TensorProto.INT32, ["batch", 1]),
               helper.make_tensor_value_info(fmt.POSITION, TensorProto.INT32, []),
               helper.make_tensor_value_info(fmt.SOURCE_MASK, TensorProto.BOOL, ["batch", "source_length"])]
-    outputs = [helper.make_tensor_value_info(fmt.LOGITS, TensorProto.FLOAT, ["batch", vocab_size])]
+    if shortlist:
+        inputs.append(helper.make_tensor_value_info(fmt.VOCAB_IDS, TensorProto.INT32, ["candidates"]))
+    outputs = [helper.make_tensor_value_info(fmt.LOGITS, TensorProto.FLOAT,
+                                             ["batch", "candidates" if shortlist else vocab_size])]
     for i in range(num_layers):
         inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, heads(length)) for name, length in (
             (fmt.cross_key_name(i), "source_length"), (fmt.cross_value_name(i), "source_length"),
@@ -312,8 +326,8 @@ def _plain_attention(g: _Graph, p, query, query_bias, layer, mask_bias, num_head
     return g.node("Reshape", [merged, merged_shape], f"{p}_attended")
 
 
-def convert_fused_decoder_step(model, opset: int = 17, plain_cross_attention: bool = False):
+def convert_fused_decoder_step(model, opset: int = 17, plain_cross_attention: bool = False, shortlist: bool = False):
     """`build_decoder_step` for a Keras `build_transformer` model."""
     decoder, architecture = decoder_weights(model)
-    return build_decoder_step(decoder, architecture, opset, plain_cross_attention)
+    return build_decoder_step(decoder, architecture, opset, plain_cross_attention, shortlist)
 

@@ -84,8 +84,10 @@ def _dims(value) -> list:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
 
 
-def build_generation_graph(encoder_proto, decoder_proto):
-    """ModelProto of generate.onnx from a bundle's encoder.onnx and decoder.onnx ModelProtos."""
+def build_generation_graph(encoder_proto, decoder_proto, vocab_mask: bool = False):
+    """ModelProto of generate.onnx from a bundle's encoder.onnx and a decoder.onnx ModelProto (the one that
+    computes every logit). `vocab_mask`: one more input, BeamSearch's int32 (V,) mask of the tokens that
+    may be generated (a sentence's shortlist: serve/shortlist.py)."""
     from onnx import TensorProto, helper, numpy_helper
 
     def tensor(name, shape, dtype=TensorProto.FLOAT):
@@ -166,7 +168,7 @@ def build_generation_graph(encoder_proto, decoder_proto):
         helper.make_node(
             "BeamSearch",
             [fmt.SOURCE_IDS, fmt.GENERATE_MAX_LENGTH, "min_length", fmt.GENERATE_NUM_BEAMS, fmt.GENERATE_NUM_RETURN,
-             fmt.GENERATE_LENGTH_PENALTY, "", "", "", "attention_mask"],
+             fmt.GENERATE_LENGTH_PENALTY, "", fmt.GENERATE_VOCAB_MASK if vocab_mask else "", "", "attention_mask"],
             [fmt.GENERATE_SEQUENCES, fmt.GENERATE_SCORES], name="search", domain="com.microsoft",
             encoder=encoder_graph, decoder=decoder_graph, model_type=1, vocab_size=vocab_size,
             decoder_start_token_id=fmt.BOS_ID, eos_token_id=fmt.EOS_ID,
@@ -178,7 +180,8 @@ def build_generation_graph(encoder_proto, decoder_proto):
         [tensor(fmt.SOURCE_IDS, ["batch", "source_length"], TensorProto.INT32),
          tensor(fmt.GENERATE_MAX_LENGTH, [1], TensorProto.INT32),
          tensor(fmt.GENERATE_NUM_BEAMS, [1], TensorProto.INT32),
-         tensor(fmt.GENERATE_NUM_RETURN, [1], TensorProto.INT32), tensor(fmt.GENERATE_LENGTH_PENALTY, [1])],
+         tensor(fmt.GENERATE_NUM_RETURN, [1], TensorProto.INT32), tensor(fmt.GENERATE_LENGTH_PENALTY, [1])]
+        + ([tensor(fmt.GENERATE_VOCAB_MASK, [vocab_size], TensorProto.INT32)] if vocab_mask else []),
         [tensor(fmt.GENERATE_SEQUENCES, ["batch", "hypotheses", "length"], TensorProto.INT32),
          tensor(fmt.GENERATE_SCORES, ["batch", "hypotheses"])],
         [const("pad_id", np.array(fmt.PAD_ID, np.int32)),

@@ -59,7 +59,7 @@ def convert_encoder(model, opset=OPSET):
         return flat
 
     model_proto, _ = tf2onnx.convert.from_function(encode, input_signature=signature, opset=opset)
-    return _name_io(clean_up(model_proto), *encoder_io_names(config_of(model).num_layers))
+    return _name_io(clean_up(model_proto), *encoder_io_names(config_of(model).decoder_layers))
 
 
 def convert_decoder_step(model, opset=OPSET):
@@ -72,16 +72,16 @@ def convert_decoder_step(model, opset=OPSET):
     config = config_of(model)
     decoder = decoder_of(model)
     heads_shape = [None, config.num_heads, None, config.head_dim]  # (B, H, S or P, Dh)
-    input_names, _ = decoder_io_names(config.num_layers)
+    input_names, _ = decoder_io_names(config.decoder_layers)
     signature = [tf.TensorSpec([None, 1], tf.int32), tf.TensorSpec([], tf.int32),
                  tf.TensorSpec([None, None], tf.bool)]
-    signature += [tf.TensorSpec(heads_shape, tf.float32) for _ in range(4 * config.num_layers)]
+    signature += [tf.TensorSpec(heads_shape, tf.float32) for _ in range(4 * config.decoder_layers)]
     signature = [tf.TensorSpec(s.shape, s.dtype, name=name) for s, name in zip(signature, input_names)]
 
     @tf.function(input_signature=signature)
     def step(token_ids, position, source_mask, *per_layer):
-        cross = [(per_layer[4 * i], per_layer[4 * i + 1]) for i in range(config.num_layers)]
-        past = [(per_layer[4 * i + 2], per_layer[4 * i + 3]) for i in range(config.num_layers)]
+        cross = [(per_layer[4 * i], per_layer[4 * i + 1]) for i in range(config.decoder_layers)]
+        past = [(per_layer[4 * i + 2], per_layer[4 * i + 3]) for i in range(config.decoder_layers)]
         logits, present = decoder.step(token_ids, position, past, cross, source_mask)
         flat = [logits]
         for key, value in present:
@@ -89,4 +89,4 @@ def convert_decoder_step(model, opset=OPSET):
         return flat
 
     model_proto, _ = tf2onnx.convert.from_function(step, input_signature=signature, opset=opset)
-    return _name_io(clean_up(model_proto), *decoder_io_names(config.num_layers))
+    return _name_io(clean_up(model_proto), *decoder_io_names(config.decoder_layers))

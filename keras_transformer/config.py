@@ -4,7 +4,9 @@ the vocabulary sizes, which only the trained tokenizers fix). Validated once, st
 Names from the paper: N = num_layers, d_model = hidden_dim, h = num_heads, d_ff = intermediate_dim,
 P_drop = dropout. The paper's base model is N=6, d_model=512, h=8, d_ff=2048, P_drop=0.1; the
 defaults here are a smaller model for one CPU (N=3, d_model=256, h=4, d_ff=1024), what `train` uses
-unless told otherwise.
+unless told otherwise. The encoder and the decoder may have different depths (`encoder_layers`,
+`decoder_layers`, each N unless given): decoding time is spent in the decoder, so students for the
+edge keep a deep encoder and a shallow decoder (Kasai et al., 2021; Bergamot's 6+2 students).
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from dataclasses import dataclass
 from keras_transformer.serve.errors import OptionError
 
 ACTIVATIONS = ("relu", "gelu")
-POSITIVE_INTEGERS = ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "max_source_length",
-                     "max_target_length")
+POSITIVE_INTEGERS = ("num_layers", "encoder_layers", "decoder_layers", "hidden_dim", "num_heads", "intermediate_dim",
+                     "max_source_length", "max_target_length")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelOptions:
     """The architecture a user chooses; `TransformerConfig` adds the vocabulary sizes."""
 
-    num_layers: int = 3
+    num_layers: int = 3  # N: the depth of both stacks, unless encoder_layers / decoder_layers say otherwise
+    encoder_layers: int | None = None  # None: num_layers
+    decoder_layers: int | None = None  # None: num_layers
     hidden_dim: int = 256
     num_heads: int = 4
     intermediate_dim: int = 1024
@@ -38,6 +42,9 @@ class ModelOptions:
 
     def __post_init__(self):
         name = type(self).__name__
+        for field in ("encoder_layers", "decoder_layers"):
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, self.num_layers)
         for field in POSITIVE_INTEGERS:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

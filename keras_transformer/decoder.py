@@ -123,7 +123,7 @@ class Decoder(keras.layers.Layer):
         self.decoder_layers = [
             DecoderLayer(c.hidden_dim, c.num_heads, c.intermediate_dim, c.dropout, c.activation, c.norm_first,
                          c.layer_norm_epsilon, name=f"decoder_layer_{i}")
-            for i in range(c.num_layers)
+            for i in range(c.decoder_layers)
         ]
         self.final_norm = LayerNormalization(c.layer_norm_epsilon, name="final_norm") if c.norm_first else None
         self.output_projection = (None if c.tie_output_embedding

@@ -66,7 +66,7 @@ class Encoder(keras.layers.Layer):
         self.encoder_layers = [
             EncoderLayer(c.hidden_dim, c.num_heads, c.intermediate_dim, c.dropout, c.activation, c.norm_first,
                          c.layer_norm_epsilon, name=f"encoder_layer_{i}")
-            for i in range(c.num_layers)
+            for i in range(c.encoder_layers)
         ]
         # Pre-norm leaves the residual stream unnormalized: normalize once at the top.
         self.final_norm = LayerNormalization(c.layer_norm_epsilon, name="final_norm") if c.norm_first else None

@@ -50,7 +50,7 @@ class KerasStepModel:
         batch = source_ids.shape[0]
         empty = np.zeros((batch, c.num_heads, 0, c.head_dim), np.float32)  # (B, H, 0, Dh)
         return {"cross": [(k.numpy(), v.numpy()) for k, v in cross],
-                "past": [(empty, empty) for _ in range(c.num_layers)],
+                "past": [(empty, empty) for _ in range(c.decoder_layers)],
                 "source_mask": source_ids != PAD_ID}
 
     def step(self, token_ids, position, state):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import itertools
 import json
 import os
@@ -75,6 +76,7 @@ def prepare(
     log: Callable[[str], None] = print,
     progress: bool | TextIO = True,
     chunk_pairs: int = CHUNK_PAIRS,
+    tokenizers: tuple[SubwordTokenizer, SubwordTokenizer] | None = None,
 ) -> PreparedData:
     """Tokenizes training corpora (and a validation SPEC) once into the DATA_DIR `out`.
 
@@ -96,6 +98,8 @@ def prepare(
         log: receives one line per step and one summary line per input.
         progress: a live line (terminal) or a line every 10 s (log) on stderr; False: none; a stream.
         chunk_pairs: pairs encoded and committed at a time (the resume granularity).
+        tokenizers: (source, target) tokenizers to encode with instead of learning them (a distilled
+            student keeps its teacher's); the vocabulary sizes are theirs, and no sample is read.
 
     Returns:
         The opened `PreparedData`.
@@ -107,8 +111,14 @@ def prepare(
         OSError: writing failed (e.g. a full disk); `out` is left as it was, and running again resumes.
     """
     specs = [specs] if isinstance(specs, str) else list(specs)
+    if tokenizers is not None:
+        source_vocab_size, target_vocab_size = tokenizers[0].vocab_size, tokenizers[1].vocab_size
+        shared_vocab = tokenizers[0].to_str() == tokenizers[1].to_str()
     settings = _settings(specs, valid, source_vocab_size, target_vocab_size, shared_vocab, max_source_length,
                          max_target_length, tokenizer_sample, seed, source_column, target_column, max_pairs)
+    if tokenizers is not None:  # part of the fingerprint: other tokenizers, another DATA_DIR
+        settings["given_tokenizers"] = {side: hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
+                                        for side, tokenizer in zip(SIDES, tokenizers)}
     if isinstance(chunk_pairs, bool) or not isinstance(chunk_pairs, int) or chunk_pairs < 1:
         raise OptionError(f"expected chunk_pairs to be an integer >= 1, got {chunk_pairs!r}")
     started = time.perf_counter()
@@ -129,7 +139,7 @@ def prepare(
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.absolute().parent / f".{out.absolute().name}.partial"  # a sibling, on the same filesystem
     with _locked_dir(partial):
-        job = _Job(partial, settings, inputs, fingerprint, log, progress, chunk_pairs)
+        job = _Job(partial, settings, inputs, fingerprint, log, progress, chunk_pairs, tokenizers)
         manifest = job.run()
         _install(partial, out)
     for line in _summary(manifest):
@@ -296,8 +306,9 @@ class _Job:
     """One prepare into the partial directory: resume point, the two passes, the manifest."""
 
     def __init__(self, partial: Path, settings: dict, inputs: list[dict], fingerprint: dict, log,
-                 progress: bool | TextIO, chunk_pairs: int):
+                 progress: bool | TextIO, chunk_pairs: int, tokenizers=None):
         self.partial, self.settings, self.inputs, self.fingerprint = partial, settings, inputs, fingerprint
+        self.given_tokenizers = tokenizers
         self.log, self.progress, self.chunk_pairs = log, progress, chunk_pairs
         self.columns = dict(source_column=settings["source_column"], target_column=settings["target_column"])
 
@@ -374,9 +385,19 @@ class _Job:
 
     def _train_tokenizers(self, state: dict) -> None:
         """Pass 1: a seeded sample of the training pairs, a `SPEC*N` read N times (as `train` reads
-        the corpora: its tokenizers weigh an upsampled corpus N times), and the tokenizers."""
+        the corpora: its tokenizers weigh an upsampled corpus N times), and the tokenizers. Given
+        tokenizers are saved as they are, and nothing is read."""
         from keras_transformer.tokenizer_training import train_tokenizers
 
+        if self.given_tokenizers is not None:
+            with _writing(self.partial):
+                for side, tokenizer in zip(SIDES, self.given_tokenizers):
+                    tokenizer.save(self.partial / TOKENIZER_FILES[side])
+            state["tokenizers"] = {side: sha256_file(self.partial / TOKENIZER_FILES[side]) for side in SIDES}
+            state["sample"] = {"pairs": 0, "of": 0}
+            self._commit(state)
+            self.log("Tokenizers: given, not learned")
+            return
         started = time.perf_counter()
         reservoir = Reservoir(self.settings["tokenizer_sample"], self.settings["seed"])
         read = ReadProgress()

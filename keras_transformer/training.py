@@ -342,8 +342,13 @@ def _with_new_defaults(config: dict) -> dict:
     unfinished run of an earlier version resumes as long as it asks for none of them)."""
     defaults = {"training": dataclasses.asdict(TrainingSettings()),
                 "model_options": {f.name: f.default for f in dataclasses.fields(ModelOptions)}}
-    return {**config, **{key: {**values, **config[key]} for key, values in defaults.items()
-                         if isinstance(config.get(key), dict)}}
+    filled = {**config, **{key: {**values, **config[key]} for key, values in defaults.items()
+                           if isinstance(config.get(key), dict)}}
+    if isinstance(config.get("model_options"), dict):  # settings resolved from others (the depths from N)
+        known = {f.name for f in dataclasses.fields(ModelOptions)}
+        options = {k: v for k, v in filled["model_options"].items() if k in known}
+        filled["model_options"] = {**filled["model_options"], **dataclasses.asdict(ModelOptions(**options))}
+    return filled
 
 
 def _prepare_run_dir(run: RunDir, request: dict, force: bool, log) -> bool:
@@ -376,9 +381,11 @@ def training_lengths(config, settings: TrainingSettings) -> tuple[int, int]:
     return min(config.max_source_length, limit), min(config.max_target_length, limit)
 
 
-def _tokenizers(run: RunDir, data, model_options: ModelOptions, settings: TrainingSettings, resuming: bool, log):
-    """(the prepared data or None, (source, target) tokenizers), saved in the run: a DATA_DIR's, those
-    of the SPECs prepared into RUN/data, or learned from the pairs in memory; a resumed run keeps its own."""
+def _tokenizers(run: RunDir, data, model_options: ModelOptions, settings: TrainingSettings, resuming: bool, log,
+                given=None):
+    """(the prepared data or None, (source, target) tokenizers), saved in the run: `given` ones (a distilled
+    student's are its teacher's), a DATA_DIR's, those of the SPECs prepared into RUN/data, or learned from
+    the pairs in memory; a resumed run keeps its own."""
     from keras_transformer.corpus import TrainingCorpora
     from keras_transformer.prepare import prepare
     from keras_transformer.prepared_data import PreparedData
@@ -391,7 +398,7 @@ def _tokenizers(run: RunDir, data, model_options: ModelOptions, settings: Traini
                            source_vocab_size=settings.source_vocab_size, target_vocab_size=settings.target_vocab_size,
                            shared_vocab=settings.shared_vocab, max_source_length=model_options.max_source_length,
                            max_target_length=model_options.max_target_length,
-                           tokenizer_sample=settings.tokenizer_sample, seed=settings.seed, log=log)
+                           tokenizer_sample=settings.tokenizer_sample, seed=settings.seed, log=log, tokenizers=given)
     elif isinstance(data, PreparedData):
         prepared = data
         _check_prepared(prepared, model_options, settings, log)
@@ -400,6 +407,8 @@ def _tokenizers(run: RunDir, data, model_options: ModelOptions, settings: Traini
     started = time.perf_counter()
     if prepared is not None:
         tokenizers = prepared.source_tokenizer, prepared.target_tokenizer
+    elif given is not None:
+        tokenizers = given
     else:
         tokenizers = train_tokenizers(data, settings.source_vocab_size, settings.target_vocab_size,
                                       settings.shared_vocab)
@@ -443,7 +452,8 @@ def _committed_epochs(run: RunDir) -> int:
 
 
 def train(out, data, valid_pairs, model_options: ModelOptions, settings: TrainingSettings,
-          data_description: dict, force: bool = False, log=print, verbose="auto", extra_callbacks=()):
+          data_description: dict, force: bool = False, log=print, verbose="auto", extra_callbacks=(),
+          tokenizers=None):
     """Trains (or resumes) a run in directory `out`; returns the trained `keras.Model`.
 
     Args:
@@ -455,6 +465,8 @@ def train(out, data, valid_pairs, model_options: ModelOptions, settings: Trainin
         valid_pairs: validation (source, target) texts, or None (a DATA_DIR's valid split, when it
             has one, then gives the validation loss).
         extra_callbacks: run after the project's own (e.g. to inject faults in tests).
+        tokenizers: (source, target) `SubwordTokenizer`s to use instead of learning them from `data`
+            (a distilled student keeps its teacher's); `settings`' vocabulary sizes must be theirs.
     """
     import keras
 
@@ -485,7 +497,8 @@ def train(out, data, valid_pairs, model_options: ModelOptions, settings: Trainin
         log(f"{run.path}: training already complete ({settings.epochs} epochs); pass --force to start over")
         return run.load_model()
 
-    prepared, (source_tokenizer, target_tokenizer) = _tokenizers(run, data, model_options, settings, resuming, log)
+    prepared, (source_tokenizer, target_tokenizer) = _tokenizers(run, data, model_options, settings, resuming, log,
+                                                                 tokenizers)
     config = TransformerConfig(source_vocab_size=source_tokenizer.vocab_size,
                                target_vocab_size=target_tokenizer.vocab_size,
                                **dataclasses.asdict(model_options))

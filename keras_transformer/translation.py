@@ -27,12 +27,13 @@ def is_run_dir(path) -> bool:
     return isinstance(values, dict) and "run_format_version" in values
 
 
-def load_translator(path, threads: int | None = None):
+def load_translator(path, threads: int | None = None, replicas: int = 1):
     """A `Translator` over the bundle at `path`, or over the Keras model of the run at `path`.
 
     Args:
         path: a bundle directory (`export`'s --out) or a run directory (`train`'s --out).
         threads: onnxruntime intra-op threads (bundles only; a run uses TensorFlow's defaults).
+        replicas: sets of onnxruntime sessions decoding at once (bundles only; a run has one model).
 
     Raises:
         BundleError / RunDirError (ValueErrors) naming the file that is missing or wrong.
@@ -40,7 +41,7 @@ def load_translator(path, threads: int | None = None):
     from keras_transformer.serve.translator import Translator
 
     if not is_run_dir(path):
-        return Translator(path, threads=threads)
+        return Translator(path, threads=threads, replicas=replicas)
     from keras_transformer.run_dir import RunDir
 
     run = RunDir(path)

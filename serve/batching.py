@@ -2,7 +2,7 @@
 
 - `encode_sources`: the encoder's input is the text's tokens + [EOS], cut to `max_source_length`.
 - `pad_batch`: id lists -> one right-padded int32 matrix.
-- `search_sources`: sort by source length, pad batches of `batch_size`, run the model's encoder
+- `search_sources`: sort by source length, pad batches of `batch_size` sentences or tokens, run the model's encoder
   once per batch and the search (numpy loop, or onnxruntime's operator when it gives the same
   tokens), and return the hypotheses in input order.
 
@@ -42,7 +42,7 @@ def pad_batch(rows: list[list[int]]) -> np.ndarray:
 
 def search_sources(model: decoding.StepModel, sources: list[list[int]], options: DecodingOptions,
                    max_target_length: int, progress: Callable[[int], None] | None = None,
-                   graph_search=None) -> list[list[decoding.Hypothesis]]:
+                   graph_search=None, shortlist=None) -> list[list[decoding.Hypothesis]]:
     """Each source's `num_hypotheses` best hypotheses, in input order.
 
     Args:
@@ -52,17 +52,24 @@ def search_sources(model: decoding.StepModel, sources: list[list[int]], options:
         progress: called with the number of sentences finished after each batch.
         graph_search: a `serve.graph_search.GraphSearch` to run the whole search in onnxruntime for
             batches of at most its `max_batch` sentences whenever it `handles` these options.
+        shortlist: a `serve.shortlist.Shortlist`: each sentence produces only its candidates, and the
+            step computes the logits of the batch's candidates only.
     """
     max_length = options.capped_max_length(max_target_length)
     if graph_search is not None and not graph_search.handles(options, max_length):
         graph_search = None
     outputs: list = [[] for _ in sources]
     order = sorted(range(len(sources)), key=lambda j: (len(sources[j]), j))
-    for start in range(0, len(order), options.batch_size):
-        batch = order[start:start + options.batch_size]
+    for batch in _batches(order, sources, options):
         batch_sources = [sources[j] for j in batch]
         if graph_search is not None and len(batch) <= graph_search.max_batch:
-            found = graph_search.search(pad_batch(batch_sources), max_length, options)
+            masks = None if shortlist is None else [shortlist.vocab_mask(source) for source in batch_sources]
+            found = graph_search.search(pad_batch(batch_sources), max_length, options, masks)
+        elif shortlist is not None:
+            vocab_ids, allowed = shortlist.for_batch(batch_sources)
+            state = model.start(pad_batch(batch_sources), shortlist=(vocab_ids, allowed))
+            found = decoding.search(model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length, options,
+                                    sampling_generators(batch_sources, options), vocab_ids)
         else:
             state = model.start(pad_batch(batch_sources))
             found = decoding.search(model, state, len(batch), fmt.BOS_ID, fmt.EOS_ID, max_length, options,
@@ -74,10 +81,27 @@ def search_sources(model: decoding.StepModel, sources: list[list[int]], options:
     return outputs
 
 
+def _batches(order: list[int], sources: list[list[int]], options: DecodingOptions):
+    """The sources in `order` (shortest first) cut into batches of `batch_size` sentences, or with
+    batch_type "tokens" of at most `batch_size` padded tokens (sentences x longest; at least one sentence)."""
+    if options.batch_type == "examples":
+        yield from (order[start:start + options.batch_size] for start in range(0, len(order), options.batch_size))
+        return
+    batch: list[int] = []
+    for j in order:
+        if batch and (len(batch) + 1) * len(sources[j]) > options.batch_size:  # sorted: j is the longest
+            yield batch
+            batch = []
+        batch.append(j)
+    if batch:
+        yield batch
+
+
 def decode_sources(model: decoding.StepModel, sources: list[list[int]], options: DecodingOptions,
-                   max_target_length: int, graph_search=None) -> list[list[int]]:
+                   max_target_length: int, graph_search=None, shortlist=None) -> list[list[int]]:
     """The best hypothesis' token ids (no BOS/EOS) per source, in input order (parity checks use it)."""
-    found = search_sources(model, sources, options, max_target_length, graph_search=graph_search)
+    found = search_sources(model, sources, options, max_target_length, graph_search=graph_search,
+                           shortlist=shortlist)
     return [hypotheses[0].tokens for hypotheses in found]
 
 

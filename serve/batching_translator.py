@@ -31,6 +31,9 @@ from .decoding_options import DecodingOptions
 from .errors import KerasTransformerError, OptionError
 
 RECENT_BATCHES = 32  # batch sizes kept for `stats()`
+DEFAULT_MAX_BATCH_TOKENS = 4096  # padded source tokens decoded in one search
+DEFAULT_MAX_WAIT_MS = 2.0  # how long a free replica waits for more requests while others are in flight
+DEFAULT_MAX_QUEUE = 256  # requests waiting; beyond, QueueFull (HTTP 503)
 
 
 class QueueFull(KerasTransformerError, RuntimeError):
@@ -57,7 +60,8 @@ class BatchingTranslator:
         max_queue: most requests waiting; beyond, `submit` raises `QueueFull`.
     """
 
-    def __init__(self, translator, max_batch_tokens: int = 4096, max_wait_ms: float = 2.0, max_queue: int = 1024):
+    def __init__(self, translator, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+                 max_wait_ms: float = DEFAULT_MAX_WAIT_MS, max_queue: int = DEFAULT_MAX_QUEUE):
         for name, value, low in (("max_batch_tokens", max_batch_tokens, 1), ("max_queue", max_queue, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise OptionError(f"{name}: expected an int >= {low}, got {value!r}")
@@ -78,10 +82,15 @@ class BatchingTranslator:
     def submit(self, texts, options: DecodingOptions | None = None, **kwargs) -> Future:
         """Queues `texts`; the future's result is their `translate_batch` list.
 
+        Its sentences are decoded in batches of at most `max_batch_tokens` padded tokens, whatever its
+        options' batch_size.
+
         Raises (at once, for this request alone): OptionTypeError / OptionError as `translate_batch`
         (bad texts or options), QueueFull when `max_queue` requests wait already.
         """
         encoded, options = self.translator.encode(texts, options, kwargs)
+        # batches are the batcher's: a request's own batch_size does not keep it from sharing a search
+        options = dataclasses.replace(options, batch_type="tokens", batch_size=self.max_batch_tokens)
         request = _Request(encoded, options, Future(), time.monotonic(), self.translator.longest(encoded),
                            len(encoded.sources))
         with self._lock:

@@ -30,12 +30,19 @@ class BundleConfig:
 
     @property
     def model(self) -> dict:
-        """TransformerConfig fields: num_layers, num_heads, hidden_dim, max_target_length, ..."""
+        """TransformerConfig fields: encoder_layers, decoder_layers, num_heads, hidden_dim, ..."""
         return self.values["model"]
 
     @property
-    def num_layers(self) -> int:
-        return self.model["num_layers"]
+    def decoder_layers(self) -> int:
+        """The decoder's depth: how many self-attention caches and cross keys/values a step carries
+        (bundles exported before the depths could differ have `num_layers` only)."""
+        return self.model.get("decoder_layers", self.model["num_layers"])
+
+    @property
+    def shortlist(self) -> dict | None:
+        """config.json's shortlist record (serve/shortlist.py), or None for a bundle without one."""
+        return self.values.get("shortlist")
 
     @property
     def num_heads(self) -> int:
@@ -95,17 +102,20 @@ def _check_special_ids_and_graphs(config_path, values: dict) -> None:
     if values.get("special_ids") != fmt.SPECIAL_IDS:
         raise BundleError(f"{config_path}: special_ids: expected {fmt.SPECIAL_IDS} (this runtime's), "
                           f"got {values.get('special_ids')!r}")
-    num_layers = values["model"].get("num_layers")
+    field = "decoder_layers" if "decoder_layers" in values["model"] else "num_layers"
+    num_layers = values["model"].get(field)
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise BundleError(f"{config_path}: model.num_layers: expected a positive integer, got {num_layers!r}")
+        raise BundleError(f"{config_path}: model.{field}: expected a positive integer, got {num_layers!r}")
     graphs = values.get("graphs") if isinstance(values.get("graphs"), dict) else {}
-    for graph, io_names in (("encoder", fmt.encoder_io_names), ("decoder", fmt.decoder_io_names)):
+    shortlist = bool(values.get("shortlist"))
+    for graph, io_names in (("encoder", fmt.encoder_io_names),
+                            ("decoder", lambda layers: fmt.decoder_io_names(layers, shortlist))):
         expected_inputs, expected_outputs = io_names(num_layers)
         declared = graphs.get(graph) if isinstance(graphs.get(graph), dict) else {}
         for side, expected in (("inputs", expected_inputs), ("outputs", expected_outputs)):
             if declared.get(side) != expected:
                 raise BundleError(f"{config_path}: graphs.{graph}.{side}: expected {expected} for "
-                                  f"{num_layers} layers, got {declared.get(side)!r}")
+                                  f"{num_layers} decoder layers, got {declared.get(side)!r}")
 
 
 def check_graph_io(path, session, num_layers: int, io_names) -> None:

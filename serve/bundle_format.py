@@ -7,6 +7,9 @@ A bundle is a directory::
     decoder.onnx             one cached decoding step
     generate.onnx            optional: the whole search in one onnxruntime BeamSearch node, over the
                              same two graphs (export/generation_graph.py, serve/graph_search.py)
+    shortlist.bin            optional (`export --shortlist`): each source token's likely target tokens
+                             (serve/shortlist.py); decoder.onnx then computes only the logits of the
+                             target ids it is given (VOCAB_IDS)
     source.tokenizer.json    tokenizers-library BPE for the source language
     target.tokenizer.json    tokenizers-library BPE for the target language
 
@@ -20,6 +23,7 @@ CONFIG_FILE = "config.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 GENERATE_FILE = "generate.onnx"
+SHORTLIST_FILE = "shortlist.bin"
 SOURCE_TOKENIZER_FILE = "source.tokenizer.json"
 TARGET_TOKENIZER_FILE = "target.tokenizer.json"
 
@@ -38,7 +42,8 @@ ENCODER_OUTPUT = "encoder_output"  # float32 (B, S, D)
 TOKEN_IDS = "token_ids"  # int32 (B, 1): the newest target token
 POSITION = "position"  # int32 (): its position in the target, = P
 SOURCE_MASK = "source_mask"  # bool (B, S): True where the source holds a real token
-LOGITS = "logits"  # float32 (B, V): next-token logits
+LOGITS = "logits"  # float32 (B, V): next-token logits; (B, C) with VOCAB_IDS
+VOCAB_IDS = "vocab_ids"  # int32 (C,), shortlist bundles only: the target ids whose logits the step computes
 
 # generate.onnx (inputs: SOURCE_IDS first)
 GENERATE_MAX_LENGTH = "max_length"  # int32 (1,): tokens per output + 1 (BOS counts)
@@ -47,6 +52,7 @@ GENERATE_NUM_RETURN = "num_return_sequences"  # int32 (1,): N hypotheses per sen
 GENERATE_LENGTH_PENALTY = "length_penalty"  # float32 (1,): scores are log-prob sums / length ** this
 GENERATE_SEQUENCES = "sequences"  # int32 (B, N, T): BOS, tokens, EOS padding (first EOS ends it)
 GENERATE_SCORES = "sequences_scores"  # float32 (B, N)
+GENERATE_VOCAB_MASK = "vocab_mask"  # int32 (V,), shortlist bundles only: 1 = the token may be generated
 
 
 def cross_key_name(layer: int) -> str:
@@ -79,28 +85,29 @@ def present_value_name(layer: int) -> str:
     return f"present_value_{layer}"
 
 
-def encoder_io_names(num_layers: int) -> tuple[list[str], list[str]]:
-    """encoder.onnx's (inputs, outputs), in order; config.json's graphs.encoder lists them too."""
+def encoder_io_names(decoder_layers: int) -> tuple[list[str], list[str]]:
+    """encoder.onnx's (inputs, outputs), in order; config.json's graphs.encoder lists them too. The
+    cross-attention keys and values are each decoder layer's, so their number is the decoder's depth."""
     outputs = [ENCODER_OUTPUT]
-    for i in range(num_layers):
+    for i in range(decoder_layers):
         outputs += [cross_key_name(i), cross_value_name(i)]
     return [SOURCE_IDS], outputs
 
 
-def decoder_io_names(num_layers: int) -> tuple[list[str], list[str]]:
+def decoder_io_names(decoder_layers: int, shortlist: bool = False) -> tuple[list[str], list[str]]:
     """decoder.onnx's (inputs, outputs), in order; config.json's graphs.decoder lists them too."""
-    inputs = [TOKEN_IDS, POSITION, SOURCE_MASK]
+    inputs = [TOKEN_IDS, POSITION, SOURCE_MASK] + ([VOCAB_IDS] if shortlist else [])
     outputs = [LOGITS]
-    for i in range(num_layers):
+    for i in range(decoder_layers):
         inputs += [cross_key_name(i), cross_value_name(i), past_key_name(i), past_value_name(i)]
         outputs += [present_key_name(i), present_value_name(i)]
     return inputs, outputs
 
 
-def generate_io_names(num_layers: int) -> tuple[list[str], list[str]]:
+def generate_io_names(decoder_layers: int, shortlist: bool = False) -> tuple[list[str], list[str]]:
     """generate.onnx's (inputs, outputs), in order (the same for any number of layers)."""
-    return ([SOURCE_IDS, GENERATE_MAX_LENGTH, GENERATE_NUM_BEAMS, GENERATE_NUM_RETURN, GENERATE_LENGTH_PENALTY],
-            [GENERATE_SEQUENCES, GENERATE_SCORES])
+    inputs = [SOURCE_IDS, GENERATE_MAX_LENGTH, GENERATE_NUM_BEAMS, GENERATE_NUM_RETURN, GENERATE_LENGTH_PENALTY]
+    return inputs + ([GENERATE_VOCAB_MASK] if shortlist else []), [GENERATE_SEQUENCES, GENERATE_SCORES]
 
 
 SPECIAL_IDS = {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID}  # config.json's special_ids

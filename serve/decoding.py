@@ -80,7 +80,8 @@ class Hypothesis:
 
 
 def search(model: StepModel, state: State, batch_size: int, bos_id: int, eos_id: int, max_length: int,
-           options: DecodingOptions = DecodingOptions(), generators: list | None = None) -> list[list[Hypothesis]]:
+           options: DecodingOptions = DecodingOptions(), generators: list | None = None,
+           vocab: np.ndarray | None = None) -> list[list[Hypothesis]]:
     """Decodes `batch_size` sentences; returns per sentence its `num_hypotheses` best, best first.
 
     Args:
@@ -90,6 +91,8 @@ def search(model: StepModel, state: State, batch_size: int, bos_id: int, eos_id:
         options: beam size, n-best, length penalty, penalties and sampling (`max_length` and
             `batch_size` are the caller's: see the arguments above).
         generators: one `numpy.random.Generator` per sentence, needed when sampling.
+        vocab: int (C,) the target ids of the logits' columns when the model computes only those (a
+            shortlist, serve/shortlist.py); None: column = id.
 
     Raises:
         ValueError: bad sizes, sampling without one generator per sentence, or logits of the wrong
@@ -102,8 +105,8 @@ def search(model: StepModel, state: State, batch_size: int, bos_id: int, eos_id:
         return []
     if options.beam_size == 1:
         return [[hypothesis] for hypothesis in _greedy(model, state, batch_size, bos_id, eos_id, max_length,
-                                                       options, generators)]
-    return _beam_search(model, state, batch_size, bos_id, eos_id, max_length, options)
+                                                       options, generators, vocab)]
+    return _beam_search(model, state, batch_size, bos_id, eos_id, max_length, options, vocab)
 
 
 def greedy_decode(
@@ -143,7 +146,7 @@ def beam_search(
 
 
 def greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, options=DecodingOptions(),
-                 generators=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+                 generators=None, vocab=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Greedy search (or sampling) one step at a time: yields, after each step, the sentences of the
     live rows (L,), the token each chose (L,) (EOS for a sentence that ended) and, when scores are
     asked for, each token's log-probability (L,). What `search` and token streaming are built on."""
@@ -154,15 +157,16 @@ def greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, options=D
         logits, state = model.step(tokens, position, state)  # (L, V)
         logits = _checked_logits(logits, len(sentences))
         if options.changes_logits:  # the history copy is made only when a penalty reads it
-            logits = apply_penalties(logits, generated[sentences, :position], options)
+            logits = apply_penalties(logits, generated[sentences, :position], options, vocab)
         if options.samples:
-            tokens = sample(logits, options, [generators[s] for s in sentences])  # (L,)
+            columns = sample(logits, options, [generators[s] for s in sentences])  # (L,)
         else:
-            tokens = np.argmax(logits, axis=-1).astype(np.int32)  # (L,)
+            columns = np.argmax(logits, axis=-1).astype(np.int32)  # (L,)
         log_probs = None
         if options.return_scores:
-            log_probs = (np.take_along_axis(logits, tokens[:, None].astype(np.int64), axis=1)[:, 0].astype(np.float64)
+            log_probs = (np.take_along_axis(logits, columns[:, None].astype(np.int64), axis=1)[:, 0].astype(np.float64)
                          - log_sum_exp(logits)[:, 0])  # (L,)
+        tokens = columns if vocab is None else vocab[columns].astype(np.int32)  # (L,) target ids
         generated[sentences, position] = tokens
         yield sentences, tokens, log_probs
         ended = tokens == eos_id  # (L,)
@@ -174,12 +178,12 @@ def greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, options=D
             sentences, tokens = sentences[live], tokens[live]
 
 
-def _greedy(model, state, batch_size, bos_id, eos_id, max_length, options, generators) -> list[Hypothesis]:
+def _greedy(model, state, batch_size, bos_id, eos_id, max_length, options, generators, vocab) -> list[Hypothesis]:
     generated = np.full((batch_size, max_length), eos_id, dtype=np.int32)  # (B, T)
     lengths = np.full(batch_size, max_length)  # (B,) tokens before EOS
     log_probs = np.zeros(batch_size)  # (B,)
     for position, (sentences, chosen, chosen_log_probs) in enumerate(
-            greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, options, generators)):
+            greedy_steps(model, state, batch_size, bos_id, eos_id, max_length, options, generators, vocab)):
         generated[sentences, position] = chosen
         lengths[sentences[chosen == eos_id]] = position
         if chosen_log_probs is not None:
@@ -194,7 +198,7 @@ def _greedy(model, state, batch_size, bos_id, eos_id, max_length, options, gener
 # --- beam search ------------------------------------------------------------------------------
 
 
-def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, options) -> list[list[Hypothesis]]:
+def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, options, vocab=None) -> list[list[Hypothesis]]:
     """Beam search with K = options.beam_size beams per sentence; per sentence its N = num_hypotheses
     best hypotheses by score, best first.
 
@@ -233,7 +237,7 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, options) 
     for position in range(max_length):
         (L, R), length = scores.shape, position + 1  # length: tokens per hypothesis after this step
         logits, state = model.step(tokens, position, state)  # (L*R, V)
-        logits = apply_penalties(_checked_logits(logits, L * R), history.reshape(L * R, -1), options)
+        logits = apply_penalties(_checked_logits(logits, L * R), history.reshape(L * R, -1), options, vocab)
         V = logits.shape[1]
         # A sentence's 2K best candidates (beam, token) over its R*V can only use each beam's 2K best
         # tokens, so only those are scored: (L*R, W) with W = min(2K, V), ties to the lower token id.
@@ -245,6 +249,8 @@ def _beam_search(model, state, batch_size, bos_id, eos_id, max_length, options) 
         order = np.lexsort((flat, -candidates), axis=1)[:, : 2 * K]  # (L, C) best first, ties: lower id
         ranked_scores = _gather(candidates, order)  # (L, C)
         beams, words = np.divmod(_gather(flat, order), V)  # (L, C) beam each extends, its token
+        if vocab is not None:
+            words = vocab[words]  # columns -> target ids (a shortlist's)
         is_eos = words == eos_id  # (L, C)
 
         # EOS among the K best candidates finishes a hypothesis.

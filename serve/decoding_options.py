@@ -23,10 +23,11 @@ import numpy as np
 from .errors import OptionError, OptionTypeError
 
 
-def _option(default, kind: str, help: str, low=None, high=None, optional=False, infinite=False, metavar=None):
-    """A field of `DecodingOptions`: its default, its kind ("int", "float", "bool"), its range (None =
-    unbounded; `infinite` admits +inf), whether None is allowed, and its help text."""
-    bounds = dict(kind=kind, low=low, high=high, optional=optional, infinite=infinite)
+def _option(default, kind: str, help: str, low=None, high=None, optional=False, infinite=False, metavar=None,
+            choices=None):
+    """A field of `DecodingOptions`: its default, its kind ("int", "float", "bool", "str"), its range (None =
+    unbounded; `infinite` admits +inf; `choices` for a str), whether None is allowed, and its help text."""
+    bounds = dict(kind=kind, low=low, high=high, optional=optional, infinite=infinite, choices=choices)
     return dataclasses.field(default=default, metadata={"bounds": bounds, "help": help, "metavar": metavar})
 
 
@@ -52,7 +53,11 @@ class DecodingOptions:
                                     help="hypotheses rank by log-prob sum / (tokens + 1) ** ALPHA, as CTranslate2, "
                                          "fairseq and Hugging Face; 1 = mean log-prob per token, 0 = the raw sum")
     batch_size: int = _option(32, "int", low=1, metavar="N",
-                              help="sentences per encoder/decoder batch (sorted by source length first)")
+                              help="most sentences per encoder/decoder batch (sorted by source length first), or "
+                                   "with batch_type tokens most padded source tokens (sentences x longest)")
+    batch_type: str = _option("examples", "str", choices=("examples", "tokens"), metavar="TYPE",
+                              help="what batch_size counts: sentences (examples) or padded source tokens (tokens), "
+                                   "as CTranslate2")
     num_hypotheses: int = _option(1, "int", low=1, metavar="N",
                                   help="hypotheses returned per text (n-best list), at most beam_size")
     patience: float = _option(1.0, "float", low=1.0, infinite=True, metavar="P",
@@ -77,6 +82,10 @@ class DecodingOptions:
                                              "output; 0 = off")
     repetition_penalty: float = _option(1.0, "float", low=1e-6, metavar="P",
                                         help="P > 1 lowers the logits of tokens already generated (CTRL); 1 = off")
+    use_shortlist: bool = _option(True, "bool",
+                                  help="with a bundle exported with --shortlist, each sentence produces only its "
+                                       "source tokens' likely target tokens and a step computes only those logits "
+                                       "(CTranslate2's use_vmap); False: the whole vocabulary")
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -143,14 +152,21 @@ class JsonLimits:
 
 
 # How messages name kinds and types: Python's words for the API, JSON's for HTTP bodies.
-_PYTHON_WORDS = {"int": "an int", "float": "a float", "bool": "a bool", "type": lambda value: type(value).__name__}
-_JSON_WORDS = {"int": "an integer", "float": "a number", "bool": "a boolean",
+_PYTHON_WORDS = {"int": "an int", "float": "a float", "bool": "a bool", "str": "a str",
+                 "type": lambda value: type(value).__name__}
+_JSON_WORDS = {"int": "an integer", "float": "a number", "bool": "a boolean", "str": "a string",
                "type": lambda value: json_type_name(value)}
 
 
-def _check(name, value, words, kind, low, high, optional, infinite=False):
+def _check(name, value, words, kind, low, high, optional, infinite=False, choices=None):
     if value is None and optional:
         return None
+    if kind == "str":
+        if not isinstance(value, str):
+            raise OptionTypeError(f"{name}: expected {words['str']}, got {words['type'](value)}")
+        if value not in choices:
+            raise OptionError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        return value
     if kind == "bool":
         if not isinstance(value, (bool, np.bool_)):
             raise OptionTypeError(f"{name}: expected {words['bool']}, got {words['type'](value)}")

@@ -33,10 +33,13 @@ MAX_BATCH = 1  # sentences per batch sent to the operator (see the module docstr
 class GraphSearch:
     """An onnxruntime session of generate.onnx. Thread-safe (onnxruntime sessions are)."""
 
-    def __init__(self, path, options: ort.SessionOptions, num_layers: int, max_batch: int = MAX_BATCH):
+    def __init__(self, path, options: ort.SessionOptions, decoder_layers: int, max_batch: int = MAX_BATCH,
+                 shortlist: bool = False, vocab_size: int | None = None):
         self.session = inference_session(path, options)
         self.max_batch = max_batch  # the Translator uses the numpy loop for larger batches
-        check_graph_io(path, self.session, num_layers, fmt.generate_io_names)
+        self.shortlisted = shortlist  # generate.onnx then takes a vocab_mask (BeamSearch's)
+        self.every_token = np.ones(vocab_size or 0, np.int32)
+        check_graph_io(path, self.session, decoder_layers, lambda layers: fmt.generate_io_names(layers, shortlist))
 
     @staticmethod
     def handles(options: DecodingOptions, max_length: int) -> bool:
@@ -46,12 +49,19 @@ class GraphSearch:
         step on uninitialized token ids (its loop assumes a second token)."""
         return not options.samples and not options.changes_logits and options.patience == 1.0 and max_length >= 2
 
-    def search(self, source_ids: np.ndarray, max_length: int, options: DecodingOptions) -> list[list[Hypothesis]]:
+    def search(self, source_ids: np.ndarray, max_length: int, options: DecodingOptions,
+               vocab_masks: list[np.ndarray] | None = None) -> list[list[Hypothesis]]:
         """source_ids int32 (B, S), PAD-padded -> per sentence its `num_hypotheses` best, best first
-        (as `decoding.search`; log-probabilities are summed in float32 here, in float64 there)."""
+        (as `decoding.search`; log-probabilities are summed in float32 here, in float64 there). With a
+        shortlist, `vocab_masks` holds one sentence's int32 (V,) mask (the operator takes one per batch)."""
         if not self.handles(options, max_length):
             raise ValueError("GraphSearch: these settings need the numpy decoding loop (see GraphSearch.handles)")
-        sequences, scores = self.session.run(None, {
+        feeds = {}
+        if self.shortlisted:
+            if vocab_masks is not None and len(vocab_masks) != 1:
+                raise ValueError(f"GraphSearch: a vocab mask is one sentence's, got a batch of {len(vocab_masks)}")
+            feeds[fmt.GENERATE_VOCAB_MASK] = vocab_masks[0] if vocab_masks is not None else self.every_token
+        sequences, scores = self.session.run(None, {**feeds,
             fmt.SOURCE_IDS: np.ascontiguousarray(source_ids, dtype=np.int32),
             fmt.GENERATE_MAX_LENGTH: np.array([max_length + 1], np.int32),  # BOS counts
             fmt.GENERATE_NUM_BEAMS: np.array([options.beam_size], np.int32),

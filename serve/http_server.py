@@ -9,16 +9,20 @@
     POST /translate/stream  {"text": "How are you?", ...the same options} -> NDJSON, one line per piece
                             as it is decoded: {"piece": "..."}, then {"done": true, "translation": "..."}
                             (greedy or sampling; beam_size must be 1)
-    GET  /health            {"status": "ok", "bundle": ..., "model": {...}, "workers": ..., "in_flight": ...}
+    GET  /health            {"status": "ok", "bundle": ..., "model": {...}, "batching": {queue depth, recent
+                            batch sizes, replicas}, "in_flight": ...}
 
 Every error is JSON `{"error": "..."}`: 400 for invalid JSON, wrong types or values, more than
 `MAX_TEXTS` texts, a beam_size outside 1..`MAX_BEAM_SIZE`; 413 for a body over `MAX_BODY_BYTES`
 (checked on Content-Length and on the bytes actually read); 404/405 for other paths/methods;
 503 when the bounded queue is full; 500 only for a server fault.
 
-Concurrency: translations run in a pool of `workers` threads, so the event loop never blocks. At
-most `workers + max_queue` requests are admitted at once (running or waiting for a worker); any
-more get 503 at once instead of waiting without bound.
+Concurrency: concurrent requests are decoded together (`BatchingTranslator`: a free replica takes
+the waiting requests that share options, up to `max_batch_tokens`, and sorts their sentences by
+length together); each gets exactly what it would alone. At most `max_queue` requests wait; any more
+get 503 at once instead of waiting without bound. The event loop never decodes: it parses, queues and
+answers. `batching=False` runs each request on its own in a pool of `workers` threads instead (the
+server before dynamic batching, kept for comparison: bench/load.py), admitting `workers + max_queue`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from .batching_translator import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_MS
 from .decoding_options import DecodingOptions, JsonLimits, json_type_name
 
 MAX_BODY_BYTES = 1_000_000  # 1 MB
@@ -46,7 +51,7 @@ MAX_TEXTS = 256
 MAX_BEAM_SIZE = 16
 MAX_LENGTH_PENALTY = 10.0
 OPTION_FIELDS = tuple(field.name for field in dataclasses.fields(DecodingOptions)
-                      if field.name != "batch_size")  # batch_size is the server's choice
+                      if field.name not in ("batch_size", "batch_type"))  # batches are the server's choice
 FIELDS = ("texts", *OPTION_FIELDS)
 # The server's caps on what a client may ask (resource and sanity bounds), over DecodingOptions' own checks.
 SERVER_LIMITS = JsonLimits({"beam_size": {"high": MAX_BEAM_SIZE}, "num_hypotheses": {"high": MAX_BEAM_SIZE},
@@ -84,28 +89,43 @@ class Admission:
         self.in_flight -= 1
 
 
-def create_app(translator, workers: int = 1, max_queue: int | None = None) -> Starlette:
+def create_app(translator, workers: int = 1, max_queue: int | None = None, batching: bool | None = None,
+               max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_wait_ms: float = DEFAULT_MAX_WAIT_MS) -> Starlette:
     """The Starlette app serving `translator` (a `Translator`, or anything with its `translate`).
 
     Args:
-        translator: shared by all requests; its `translate` must be thread-safe.
-        workers: threads running translations at once.
-        max_queue: admitted requests that may wait for a worker (default `2 * workers + 8`); 0 admits
-            only as many requests as there are workers.
+        translator: shared by all requests.
+        workers: with `batching=False`, threads running translations at once (streams always use them).
+        max_queue: requests that may wait (default `DEFAULT_MAX_QUEUE` with batching, else
+            `2 * workers + 8`); beyond, 503.
+        batching: decode concurrent requests together on the translator's replicas (the default for a
+            `Translator`); False: each request on its own, as before (any object with `translate`).
+        max_batch_tokens, max_wait_ms: the batching bounds (`BatchingTranslator`).
     """
+    from .errors import OptionError
+
     if workers < 1:
-        raise ValueError(f"workers: expected >= 1, got {workers}")
-    max_queue = 2 * workers + 8 if max_queue is None else max_queue
+        raise OptionError(f"workers: expected >= 1, got {workers}")
+    batching = hasattr(translator, "decode") if batching is None else batching
+    max_queue = (DEFAULT_MAX_QUEUE if batching else 2 * workers + 8) if max_queue is None else max_queue
     if max_queue < 0:
-        raise ValueError(f"max_queue: expected >= 0, got {max_queue}")
+        raise OptionError(f"max_queue: expected >= 0, got {max_queue}")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="translate")
     admission = Admission(workers + max_queue)
+    batcher = None
+    if batching:
+        from .batching_translator import BatchingTranslator
+
+        batcher = BatchingTranslator(translator, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
+                                     max_queue=max_queue)
 
     async def translate(request: Request) -> JSONResponse:
         try:
             texts, options = parse_translate_request(await read_body(request))
         except RequestError as error:
             return _error(error.status, str(error))
+        if batcher is not None:
+            return await _batched(texts, options)
         if not admission.try_enter():
             return _error(503, f"server busy: {admission.in_flight} requests in flight "
                                f"(capacity {admission.capacity}); retry later")
@@ -124,10 +144,30 @@ def create_app(translator, workers: int = 1, max_queue: int | None = None) -> St
             return _error(500, "internal error while translating; see the server log")
         return JSONResponse(translations)
 
+    async def _batched(texts, options) -> JSONResponse:
+        from .batching_translator import QueueFull
+
+        try:
+            future = batcher.submit(texts, options)
+        except QueueFull as error:
+            return _error(503, f"server busy: {error}")
+        except (ValueError, TypeError) as error:  # passed our checks, refused by the translator: this request only
+            return _error(400, str(error))
+        try:
+            results = await asyncio.wrap_future(future)
+        except Exception:
+            log.exception("translation failed")
+            return _error(500, "internal error while translating; see the server log")
+        return JSONResponse(_json_answer(results, options))
+
     async def health(request: Request) -> JSONResponse:
         info = translator.info() if hasattr(translator, "info") else {}
-        return JSONResponse({"status": "ok", **info, "workers": workers, "max_queue": max_queue,
-                             "in_flight": admission.in_flight})
+        body = {"status": "ok", **info, "max_queue": max_queue, "in_flight": admission.in_flight}
+        if batcher is not None:
+            body["batching"] = {**batcher.stats(), "max_batch_tokens": max_batch_tokens, "max_wait_ms": max_wait_ms}
+        else:
+            body["workers"] = workers
+        return JSONResponse(body)
 
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         return _error(error.status_code, str(error.detail), headers=error.headers)
@@ -136,6 +176,8 @@ def create_app(translator, workers: int = 1, max_queue: int | None = None) -> St
     async def lifespan(app):
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        if batcher is not None:
+            batcher.close()
 
     async def translate_stream(request: Request):
         try:
@@ -177,6 +219,7 @@ def create_app(translator, workers: int = 1, max_queue: int | None = None) -> St
     )
     app.state.admission = admission
     app.state.executor = executor
+    app.state.batcher = batcher
     return app
 
 
@@ -239,13 +282,20 @@ def _json_object(body: bytes) -> dict:
 
 
 def _answer(translator, texts: list[str], options: DecodingOptions) -> dict:
-    """The /translate answer: the translations, and the n-best lists with scores when asked for."""
+    """The /translate answer of one request translated on its own (`batching=False`)."""
     if options.num_hypotheses == 1 and not options.return_scores:
         return {"translations": translator.translate(texts, **options.changed())}  # plain calls for plain requests
-    results = translator.translate_batch(texts, options)
-    return {"translations": [result.text for result in results],
-            "hypotheses": [[{"text": h.text, "score": _json_number(h.score), "log_prob": _json_number(h.log_prob)}
-                            for h in result.hypotheses] for result in results]}
+    return _json_answer(translator.translate_batch(texts, options), options)
+
+
+def _json_answer(results, options: DecodingOptions) -> dict:
+    """The /translate answer: the translations, and the n-best lists with scores when asked for."""
+    answer = {"translations": [result.text for result in results]}
+    if options.num_hypotheses > 1 or options.return_scores:
+        answer["hypotheses"] = [[{"text": h.text, "score": _json_number(h.score),
+                                  "log_prob": _json_number(h.log_prob)} for h in result.hypotheses]
+                                for result in results]
+    return answer
 
 
 def _json_number(value: float):
@@ -273,7 +323,8 @@ def _error(status: int, message: str, headers=None) -> JSONResponse:
 
 
 def run_server(translator, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-               max_queue: int | None = None) -> None:
+               max_queue: int | None = None, batching: bool | None = None,
+               max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_wait_ms: float = DEFAULT_MAX_WAIT_MS) -> None:
     """Serves `translator` with uvicorn until interrupted (Ctrl-C).
 
     Raises:
@@ -281,7 +332,8 @@ def run_server(translator, host: str = "127.0.0.1", port: int = 8000, workers: i
     """
     import uvicorn
 
-    app = create_app(translator, workers=workers, max_queue=max_queue)
+    app = create_app(translator, workers=workers, max_queue=max_queue, batching=batching,
+                     max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms)
     sock = bind_socket(host, port)  # bound here so that "address in use" is our one-line error
     print(f"Serving {translator!r} on http://{host}:{sock.getsockname()[1]} (POST /translate, GET /health); "
           f"Ctrl-C stops", flush=True)

@@ -1,7 +1,8 @@
 """What the decoding loop does to a step's logits before choosing: penalties, bans and sampling.
 
 All of it is numpy on (R, V) float32 logits, one row per decoded sequence, with each row's own
-history of generated tokens (no BOS):
+history of generated tokens (no BOS). With a shortlist the logits' columns are the target ids `vocab`
+(C,) rather than 0..V-1; the history stays in ids.
 
 - `repetition_penalty` p (Keskar et al., 2019, CTRL): a token the row already generated has its
   logit divided by p when positive, multiplied by p when negative (p > 1 discourages repeats);
@@ -19,12 +20,21 @@ import numpy as np
 from .decoding_options import DecodingOptions
 
 
-def apply_penalties(logits: np.ndarray, history: np.ndarray, options: DecodingOptions) -> np.ndarray:
-    """logits (R, V), history int (R, t) generated tokens per row -> penalized logits (R, V), a copy."""
+def apply_penalties(logits: np.ndarray, history: np.ndarray, options: DecodingOptions,
+                    vocab: np.ndarray | None = None) -> np.ndarray:
+    """logits (R, V), history int (R, t) generated tokens per row -> penalized logits (R, V), a copy.
+    With `vocab` (C,), logits (R, C) hold those ids' logits (a shortlist)."""
     if not options.changes_logits or history.shape[1] == 0:
         return logits
     logits = np.array(logits, dtype=np.float32)  # (R, V)
     rows = np.arange(len(logits))[:, None]  # (R, 1)
+    column_of = None
+    if vocab is not None:  # id -> its column, -1 for ids outside the shortlist
+        column_of = np.full(int(max(vocab.max(), history.max())) + 1, -1, np.int64)
+        column_of[vocab] = np.arange(len(vocab))
+        history_ids, history = history, column_of[history]  # generated ids are always columns'
+    else:
+        history_ids = history
     if options.repetition_penalty != 1.0:
         seen = np.zeros(logits.shape, dtype=bool)  # (R, V)
         seen[rows, history] = True
@@ -32,7 +42,9 @@ def apply_penalties(logits: np.ndarray, history: np.ndarray, options: DecodingOp
         logits = np.where(seen, penalized, logits)
     n = options.no_repeat_ngram_size
     if n > 0 and history.shape[1] >= n - 1:
-        for row, banned in enumerate(_completing_tokens(history, n)):
+        for row, banned in enumerate(_completing_tokens(history_ids, n)):
+            if column_of is not None:
+                banned = [c for c in column_of[banned].tolist() if c >= 0] if banned else []
             logits[row, banned] = -np.inf
     return logits
 

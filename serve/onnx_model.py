@@ -3,7 +3,9 @@
 `start(source_ids)` runs encoder.onnx once per batch; `step` runs decoder.onnx for one token with
 the key/value cache; `select` gathers rows (drops finished sentences, expands beams) and
 `reorder_beams` reorders beams within their sentences (moving only the self-attention cache). The decoding
-state is a plain dict of numpy arrays keyed by the decoder's input names. (A bundle's generate.onnx,
+state is a plain dict of numpy arrays keyed by the decoder's input names. With a shortlist bundle the step
+computes the logits of the batch's candidate ids only (`vocab_ids`, kept whole by `select`) and masks, per
+row, those that are not its own sentence's (`ALLOWED`, per row like the rest). (A bundle's generate.onnx,
 whole searches inside onnxruntime, is `serve/graph_search.py`'s; the `Translator` holds both.)
 """
 
@@ -16,6 +18,9 @@ from .bundle import BundleConfig, check_graph_io
 from .sessions import inference_session, session_options
 
 
+ALLOWED = "shortlist_allowed"  # state, not a graph input: bool (B, C), the candidates each row may produce
+
+
 class OnnxStepModel:
     """Encoder and cached decoder step of a bundle. Thread-safe: sessions are shared, state is not."""
 
@@ -26,9 +31,12 @@ class OnnxStepModel:
         decoder_path = decoder_path or bundle.file(fmt.DECODER_FILE)
         self.encoder = inference_session(encoder_path, options)
         self.decoder = inference_session(decoder_path, options)
-        check_graph_io(encoder_path, self.encoder, bundle.num_layers, fmt.encoder_io_names)
-        check_graph_io(decoder_path, self.decoder, bundle.num_layers, fmt.decoder_io_names)
-        layers = range(bundle.num_layers)
+        check_graph_io(encoder_path, self.encoder, bundle.decoder_layers, fmt.encoder_io_names)
+        self.shortlisted = bool(bundle.shortlist)  # the decoder then takes VOCAB_IDS
+        check_graph_io(decoder_path, self.decoder, bundle.decoder_layers,
+                       lambda layers: fmt.decoder_io_names(layers, self.shortlisted))
+        self.all_ids = np.arange(bundle.model["target_vocab_size"], dtype=np.int32)  # no shortlist: every id
+        layers = range(bundle.decoder_layers)
         self.cross_names = [n for i in layers for n in (fmt.cross_key_name(i), fmt.cross_value_name(i))]
         self.past_names = [n for i in layers for n in (fmt.past_key_name(i), fmt.past_value_name(i))]
         self.present_names = [n for i in layers for n in (fmt.present_key_name(i), fmt.present_value_name(i))]
@@ -39,26 +47,33 @@ class OnnxStepModel:
         names = [fmt.ENCODER_OUTPUT, *self.cross_names]
         return dict(zip(names, self.encoder.run(names, {fmt.SOURCE_IDS: source_ids.astype(np.int32)})))
 
-    def start(self, source_ids: np.ndarray) -> dict:
-        """The decoding state for a batch: cross K/V, the source mask and empty caches (B, H, 0, Dh)."""
+    def start(self, source_ids: np.ndarray, shortlist: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+        """The decoding state for a batch: cross K/V, the source mask and empty caches (B, H, 0, Dh); with a
+        shortlist (`Shortlist.for_batch`: vocab_ids (C,), allowed (B, C)) the logits are those ids'."""
         encoded = self.encode(source_ids)
         empty = np.zeros((source_ids.shape[0], self.bundle.num_heads, 0, self.bundle.head_dim), np.float32)
         state = {name: encoded[name] for name in self.cross_names}
         state.update({name: empty for name in self.past_names})
         state[fmt.SOURCE_MASK] = source_ids != fmt.PAD_ID
+        if shortlist is not None:
+            state[fmt.VOCAB_IDS], state[ALLOWED] = shortlist
+        elif self.shortlisted:  # a shortlist bundle asked for every id (use_shortlist=False)
+            state[fmt.VOCAB_IDS] = self.all_ids
         return state
 
     def step(self, token_ids, position, state):
-        feeds = dict(state)
+        feeds = {name: value for name, value in state.items() if name != ALLOWED}
         feeds[fmt.TOKEN_IDS] = np.asarray(token_ids, np.int32).reshape(-1, 1)
         feeds[fmt.POSITION] = np.array(position, np.int32)
         logits, *present = self.decoder.run(self.decoder_outputs, feeds)
+        if ALLOWED in state:
+            logits = np.where(state[ALLOWED], logits, np.float32(-np.inf))  # (B, C): only the row's own candidates
         new_state = dict(state)
         new_state.update(zip(self.past_names, present))
         return logits, new_state
 
     def select(self, state, rows):
-        return {name: np.take(value, rows, axis=0) for name, value in state.items()}
+        return {name: value if name == fmt.VOCAB_IDS else np.take(value, rows, axis=0) for name, value in state.items()}
 
     def reorder_beams(self, state, rows):
         """`select` for rows that stay within their sentence: only the per-beam self-attention cache

@@ -34,7 +34,7 @@ from .bundle import BundleError, read_bundle_config
 from .errors import KerasTransformerError
 
 BUNDLE_PREFIX = "/bundle/"
-BUNDLE_FILES = (fmt.CONFIG_FILE, fmt.ENCODER_FILE, fmt.DECODER_FILE,
+BUNDLE_FILES = (fmt.CONFIG_FILE, fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SHORTLIST_FILE,
                 fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE)
 STATIC_DIR_ENV = "KERAS_TRANSFORMER_WEB_DIST"  # overrides where the built page is looked for
 

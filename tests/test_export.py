@@ -201,3 +201,29 @@ def test_force_refuses_to_replace_something_that_is_not_a_bundle(tmp_path, train
     with pytest.raises(ExportError, match="is not a bundle; refusing to replace it"):
         export_bundle(trained_run, precious, force=True, log=_quiet)
     assert (precious / "thesis.txt").read_text() == "do not delete"
+
+
+def test_separate_depths_round_trip_through_training_export_and_parity(tmp_path, pairs):
+    """A 2+1 model (deep encoder, shallow decoder): the run, the bundle's graphs (one decoder layer's cache
+    and cross keys/values), the parity check (export raises unless it holds) and the Keras model's
+    translations through the bundle."""
+    options = ModelOptions(**{**TINY_MODEL_OPTIONS, "encoder_layers": 2, "decoder_layers": 1})
+    assert (options.num_layers, options.encoder_layers, options.decoder_layers) == (2, 2, 1)
+    settings = TrainingSettings(epochs=1, batch_tokens=1024, warmup_steps=30, source_vocab_size=200,
+                                target_vocab_size=200, seed=0, label_smoothing=0.0)
+    run = tmp_path / "run"
+    model = train(run, pairs.train, None, options, settings, {"train": "demo"}, log=_quiet, verbose=0)
+    assert len(model.get_layer("encoder").encoder_layers) == 2 and len(model.get_layer("decoder").decoder_layers) == 1
+    config = export_bundle(run, tmp_path / "bundle", log=_quiet)
+    assert (config["model"]["encoder_layers"], config["model"]["decoder_layers"]) == (2, 1)
+    assert config["graphs"]["encoder"]["outputs"] == fmt.encoder_io_names(1)[1]
+    assert config["graphs"]["decoder"]["inputs"] == fmt.decoder_io_names(1)[0]
+    assert config["parity"]["greedy_identical"] == config["parity"]["greedy_sentences"] > 0
+    texts = [source for source, _ in pairs.test[:12]]
+    from keras_transformer.serve import Translator
+
+    onnx_results = Translator(tmp_path / "bundle").translate(texts, beam_size=2)
+    source_tokenizer, target_tokenizer = RunDir(run).load_tokenizers()
+    keras_results = keras_translator(RunDir(run).load_model(), source_tokenizer, target_tokenizer).translate(
+        texts, beam_size=2)
+    assert onnx_results == keras_results

@@ -40,17 +40,17 @@ def _max_step_difference(model, config, plain_cross_attention=False, steps=6):
     sources = np.array([[5, 6, 7, 8, 2, 0, 0], [9, 10, 2, 0, 0, 0, 0], [11, 12, 13, 14, 15, 16, 2]], np.int32)
     state = keras_step.start(sources)
     head_shape = (3, config.num_heads, 0, config.hidden_dim // config.num_heads)
-    past = [(np.zeros(head_shape, np.float32),) * 2 for _ in range(config.num_layers)]
+    past = [(np.zeros(head_shape, np.float32),) * 2 for _ in range(config.decoder_layers)]
     tokens, worst = np.full(3, fmt.BOS_ID, np.int32), 0.0
     for position in range(steps):
         keras_logits, state = keras_step.step(tokens, position, state)
         feeds = {fmt.TOKEN_IDS: tokens[:, None], fmt.POSITION: np.array(position, np.int32),
                  fmt.SOURCE_MASK: sources != fmt.PAD_ID}
-        for i in range(config.num_layers):
+        for i in range(config.decoder_layers):
             feeds[fmt.cross_key_name(i)], feeds[fmt.cross_value_name(i)] = state["cross"][i]
             feeds[fmt.past_key_name(i)], feeds[fmt.past_value_name(i)] = past[i]
         logits, *present = session.run(None, feeds)
-        past = [(present[2 * i], present[2 * i + 1]) for i in range(config.num_layers)]
+        past = [(present[2 * i], present[2 * i + 1]) for i in range(config.decoder_layers)]
         worst = max(worst, float(np.abs(logits - keras_logits).max()))
         for (key, value), (keras_key, keras_value) in zip(past, state["past"]):
             worst = max(worst, float(np.abs(key - keras_key).max()), float(np.abs(value - keras_value).max()))
@@ -79,10 +79,10 @@ def test_fused_graph_launches_far_fewer_kernels_than_tf2onnx():
     model, config = _random_model()
     nodes = convert_fused_decoder_step(model).graph.node  # tf2onnx's count: bench/RESULTS-decoder-graph.md
     ops = [node.op_type for node in nodes]
-    assert ops.count("MultiHeadAttention") == 2 * config.num_layers
-    assert ops.count("LayerNormalization") == 3 * config.num_layers  # Add & Norm: Add, Add, LayerNormalization
+    assert ops.count("MultiHeadAttention") == 2 * config.decoder_layers
+    assert ops.count("LayerNormalization") == 3 * config.decoder_layers  # Add & Norm: Add, Add, LayerNormalization
     assert "SkipLayerNormalization" not in ops  # slower on onnxruntime's CPU from 32 rows up
-    assert len(nodes) <= 21 * config.num_layers + 8
+    assert len(nodes) <= 21 * config.decoder_layers + 8
 
 
 def test_export_writes_the_fused_decoder_unless_standard_ops_is_asked(tiny_run, tmp_path):
@@ -116,7 +116,7 @@ def test_cross_attention_scores_give_the_keras_attention_weights():
 
     model, config = _random_model()
     proto = convert_fused_decoder_step(model)
-    scores = [cross_scores_name(i) for i in range(config.num_layers)]
+    scores = [cross_scores_name(i) for i in range(config.decoder_layers)]
     proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in scores)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     sources = np.array([[5, 6, 7, 8, 2, 0, 0], [9, 10, 2, 0, 0, 0, 0]], np.int32)
@@ -126,17 +126,17 @@ def test_cross_attention_scores_give_the_keras_attention_weights():
     _, _, expected = decoder(targets, encoder_output, sources, return_attention_weights=True)  # per layer (B, H, T, S)
     cross = decoder.cross_key_values(encoder_output)
     head_shape = (2, config.num_heads, 0, config.hidden_dim // config.num_heads)
-    past = [(np.zeros(head_shape, np.float32),) * 2 for _ in range(config.num_layers)]
+    past = [(np.zeros(head_shape, np.float32),) * 2 for _ in range(config.decoder_layers)]
     for position in range(targets.shape[1]):
         feeds = {fmt.TOKEN_IDS: targets[:, position:position + 1], fmt.POSITION: np.array(position, np.int32),
                  fmt.SOURCE_MASK: sources != fmt.PAD_ID}
-        for i in range(config.num_layers):
+        for i in range(config.decoder_layers):
             feeds[fmt.cross_key_name(i)], feeds[fmt.cross_value_name(i)] = (np.asarray(t) for t in cross[i])
             feeds[fmt.past_key_name(i)], feeds[fmt.past_value_name(i)] = past[i]
         outputs = session.run(None, feeds)
-        present = outputs[1:1 + 2 * config.num_layers]
-        past = [(present[2 * i], present[2 * i + 1]) for i in range(config.num_layers)]
-        for layer, layer_scores in enumerate(outputs[1 + 2 * config.num_layers:]):  # (B, H, 1, S)
+        present = outputs[1:1 + 2 * config.decoder_layers]
+        past = [(present[2 * i], present[2 * i + 1]) for i in range(config.decoder_layers)]
+        for layer, layer_scores in enumerate(outputs[1 + 2 * config.decoder_layers:]):  # (B, H, 1, S)
             weights = np.exp(layer_scores - layer_scores.max(axis=-1, keepdims=True))
             weights /= weights.sum(axis=-1, keepdims=True)
             np.testing.assert_allclose(weights[:, :, 0], np.asarray(expected[layer])[:, :, position], atol=1e-5)

@@ -62,7 +62,11 @@ def test_health(client, tiny_bundle):
     body = response.json()
     assert body["status"] == "ok" and body["bundle"] == str(tiny_bundle)
     assert body["model"]["max_target_length"] == 40 and body["in_flight"] == 0
-    assert body["workers"] == 1 and body["max_queue"] == 10
+    assert body["max_queue"] == 256 and body["batching"]["replicas"] == 1  # a Translator: batched by default
+    assert body["batching"]["queued_requests"] == 0 and "recent_batches" in body["batching"]
+    with TestClient(create_app(Translator(tiny_bundle), batching=False)) as per_request:
+        body = per_request.get("/health").json()
+    assert body["workers"] == 1 and body["max_queue"] == 10 and "batching" not in body
 
 
 def test_translate_matches_the_translator(client, translator):
@@ -199,6 +203,67 @@ def test_queued_requests_wait_and_the_one_beyond_is_503():
                 thread.join(WAIT_S)
     assert [results[n].json() for n in "ab"] == [{"translations": ["A"]}, {"translations": ["B"]}]
     assert app.state.admission.in_flight == 0
+
+
+# --- dynamic batching ---------------------------------------------------------------------------
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(tiny_bundle, translator):
+    app = create_app(Translator(tiny_bundle, replicas=2), max_wait_ms=50)
+    requests = [({"texts": [text]} | options) for text in TEXTS * 4 for options in ({}, {"beam_size": 2})]
+    answers = [None] * len(requests)
+    with TestClient(app) as client:
+        barrier = threading.Barrier(len(requests))
+
+        def post(i):
+            barrier.wait(WAIT_S)
+            answers[i] = client.post("/translate", json=requests[i])
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(requests))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_S)
+        batches = client.get("/health").json()["batching"]["recent_batches"]
+    for request, answer in zip(requests, answers):
+        options = {k: v for k, v in request.items() if k != "texts"}
+        assert answer.status_code == 200 and answer.json() == {"translations": translator.translate(request["texts"],
+                                                                                                    **options)}
+    assert max(batch["requests"] for batch in batches) > 1
+
+
+def test_a_full_batching_queue_is_503_at_once(tiny_bundle):
+    gated = Translator(tiny_bundle, graph_search=False)
+    model, release, entered = gated.model, threading.Event(), threading.Event()
+
+    class Gate:  # the one replica blocks until released
+        def start(self, source_ids):
+            entered.set()
+            assert release.wait(WAIT_S)
+            return model.start(source_ids)
+
+        step, select = model.step, model.select
+
+    gated.model = Gate()
+    app = create_app(gated, max_queue=1)
+    results = {}
+    with TestClient(app) as client:
+        def post(name):
+            results[name] = client.post("/translate", json={"texts": [name]})
+
+        threads = [threading.Thread(target=post, args=(name,)) for name in ("I sit.", "we will sit.")]
+        threads[0].start()
+        assert entered.wait(WAIT_S)
+        threads[1].start()
+        try:
+            wait_until(lambda: app.state.batcher.stats()["queued_requests"] == 1)  # one running, one waiting
+            busy = client.post("/translate", json={"texts": ["did the woman sit?"]})
+            assert busy.status_code == 503 and "server busy" in busy.json()["error"]
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join(WAIT_S)
+    assert [results[n].status_code for n in ("I sit.", "we will sit.")] == [200, 200]
 
 
 def test_create_app_checks_its_arguments(translator):

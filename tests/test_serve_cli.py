@@ -65,10 +65,31 @@ def test_input_output_files(tiny_bundle, translator, tmp_path, capsys, monkeypat
     code, stdout, stderr = run_main(capsys, monkeypatch, "translate", tiny_bundle, "--input", source, "--output", out,
                                     "--batch-size", "7", "--beam-size", "2")
     assert code == 0 and stdout == ""
-    assert "translated 62 lines in" in stderr
+    assert "Translating in.txt: 62 lines" in stderr
     lines = out.read_text(encoding="utf-8").split("\n")
     assert lines == translator.translate(TEXTS * 20 + ["", "  "], beam_size=2) + [""]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("n_best", [1, 2])
+def test_an_interrupted_file_translation_resumes_after_its_last_complete_line(tiny_bundle, translator, tmp_path,
+                                                                              capsys, monkeypatch, n_best):
+    texts = [f"{text} {i}" for i in range(15) for text in TEXTS]
+    source, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    options = ["--beam-size", "2", "--n-best", str(n_best), "--batch-size", "4", "--replicas", "2"]
+    assert run_main(capsys, monkeypatch, "translate", tiny_bundle, "--input", source, "--output", out, *options)[0] == 0
+    full = out.read_bytes()
+    assert full.decode("utf-8").split("\n")[:-1] == [
+        h.text for r in translator.translate_batch(texts, beam_size=2, num_hypotheses=n_best) for h in r.hypotheses]
+    lines = full.split(b"\n")
+    out.write_bytes(b"\n".join(lines[:7]) + b"\n" + lines[7][:3])  # killed while writing line 8
+    code, _, stderr = run_main(capsys, monkeypatch, "translate", tiny_bundle, "--input", source, "--output", out,
+                               "--resume", *options)
+    assert code == 0 and out.read_bytes() == full
+    assert f"Translating in.txt: {len(texts)} lines" in stderr
+    code, _, stderr = run_main(capsys, monkeypatch, "translate", tiny_bundle, "--input", source, "--resume")
+    assert code == 2 and "--resume continues an --output written from an --input: expected both" in stderr
 
 
 def test_input_to_stdout_and_output_from_stdin(tiny_bundle, translator, tmp_path, capsys, monkeypatch):
@@ -124,24 +145,6 @@ def test_serve_without_the_http_extra_says_what_to_install(tiny_bundle):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "needs the HTTP extra" in result.stderr and "pip install 'keras-transformer-nmt[http]'" in result.stderr
-
-
-def test_progress_line_redraws_on_a_terminal_and_is_silent_elsewhere():
-    from keras_transformer.cli.text_io import ProgressLine
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    terminal, pipe = Terminal(), io.StringIO()
-    for stream in (terminal, pipe):
-        bar = ProgressLine(4, label="in.txt", stream=stream)
-        bar.advance(1)
-        bar.advance(3)
-        bar.close("translated 4 lines")
-    assert "\rin.txt  100% 4/4 lines" in terminal.getvalue()
-    assert terminal.getvalue().endswith("\r\033[Ktranslated 4 lines\n")
-    assert pipe.getvalue() == "translated 4 lines\n"
 
 
 def test_serve_on_a_taken_port_is_one_line_exit_2(tiny_bundle, capsys, monkeypatch):

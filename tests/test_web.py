@@ -405,6 +405,45 @@ def test_page_translates_an_int8_bundle_like_python(browser, web_int8_bundle, he
         page.close()
 
 
+@pytest.fixture(scope="module")
+def web_shortlist_bundle(tmp_path_factory, web_pairs):
+    """A 2+1 model (a deep encoder, a shallow decoder, as edge students are) exported with --shortlist."""
+    from keras_transformer.config import ModelOptions
+    from keras_transformer.export.exporter import export_bundle
+    from keras_transformer.training import TrainingSettings, train
+
+    if _missing_for_browser():
+        pytest.skip(_missing_for_browser())
+    path = tmp_path_factory.mktemp("web") / "run-2-1"
+    settings = TrainingSettings(epochs=2, batch_tokens=2048, warmup_steps=100, source_vocab_size=200,
+                                target_vocab_size=300, seed=0, label_smoothing=0.0)
+    options = ModelOptions(encoder_layers=2, decoder_layers=1, hidden_dim=64, num_heads=4, intermediate_dim=128,
+                           dropout=0.0, max_source_length=32, max_target_length=32)
+    train(path, web_pairs.train, None, options, settings, {"train": "demo"}, log=_quiet, verbose=0)
+    out = path.parent / "bundle-shortlist"
+    export_bundle(path, out, shortlist=10, shortlist_frequent=20, log=_quiet)
+    return out
+
+
+def test_page_translates_a_shortlist_bundle_of_other_depths_like_python(browser, web_shortlist_bundle,
+                                                                        held_out_texts):
+    """The page computes the sentence's shortlist (shortlist.bin) and feeds decoder.onnx its candidates,
+    on a 2+1 model: the tokens of Python's Translator, shortlist on and off."""
+    from keras_transformer.serve.translator import Translator
+    from keras_transformer.serve.web_server import start_web_server
+
+    python = Translator(web_shortlist_bundle)
+    texts = held_out_texts[:40]
+    with start_web_server(web_shortlist_bundle) as server:
+        page = _open_page(browser, server.url)
+        page.evaluate("kt.ready")
+        _assert_page_translates_like(page, python, texts, what="shortlist, ")
+        full = python.translate(texts, use_shortlist=False)
+        assert _translate_all(page, texts, beamSize=1, useShortlist=False) == full
+        assert page.errors == [] and page.outside == []
+        page.close()
+
+
 def _bundle_copy(tiny_bundle, tmp_path, name):
     copy = tmp_path / name
     shutil.copytree(tiny_bundle, copy)

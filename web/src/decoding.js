@@ -14,7 +14,8 @@
 // The model is anything with
 //   async step(tokens: Int32Array (rows,), position: number) -> Float32Array (rows * V) logits
 //   select(rows: number[])   gather rows of the state (expand to K beams, reorder beams)
-//   vocabSize: number        V
+//   vocabSize: number        V, the logits' columns
+//   vocabIds: Int32Array|null the target id of each column (a shortlist's candidates), or null: column = id
 
 export const BOS_ID = 1;
 export const EOS_ID = 2;
@@ -78,7 +79,7 @@ export async function greedyDecode(model, maxLength, onStep = null) {
   for (let position = 0; position < maxLength; position++) {
     const logits = await model.step(Int32Array.of(token), position);
     if (logits.length !== model.vocabSize) throw new Error(`expected step logits of shape (1, ${model.vocabSize}), got ${logits.length} values`);
-    token = argmax(logits);
+    token = model.vocabIds ? model.vocabIds[argmax(logits)] : argmax(logits);
     if (token === EOS_ID) break;
     output.push(token);
     if (onStep) onStep({ tokens: output, position });
@@ -130,7 +131,7 @@ export async function beamSearch(model, maxLength, beamSize, lengthPenalty = 1.0
     candidates.sort((a, b) => (a.score > b.score ? -1 : a.score < b.score ? 1 : a.flat - b.flat));
     const ranked = candidates.slice(0, Math.min(2 * K, K * V));
     const beams = ranked.map((c) => Math.floor(c.flat / V));
-    const words = ranked.map((c) => c.flat % V);
+    const words = ranked.map((c) => (model.vocabIds ? model.vocabIds[c.flat % V] : c.flat % V));
     const isEos = words.map((w) => w === EOS_ID);
 
     // EOS among the K best candidates finishes a hypothesis.

@@ -36,7 +36,7 @@ const ready = BrowserTranslator.load(ort, bundleUrl, { onProgress: setStatus }).
     translator = loaded;
     const threads = ort.env.wasm.numThreads;
     const m = loaded.config.model;
-    setStatus(`Ready. Bundle: ${(loaded.info.downloadedBytes / 1e6).toFixed(2)} MB, ${m.num_layers} layers, d_model ${m.hidden_dim}, ` +
+    setStatus(`Ready. Bundle: ${(loaded.info.downloadedBytes / 1e6).toFixed(2)} MB, ${m.encoder_layers ?? m.num_layers}+${m.decoder_layers ?? m.num_layers} layers, d_model ${m.hidden_dim}, ` +
       `${m.num_heads} heads, source ≤ ${m.max_source_length} and target ≤ ${m.max_target_length} tokens. ` +
       `onnxruntime-web ${ort.env.versions?.web ?? ""} on WebAssembly, ${threads} thread${threads === 1 ? "" : "s"}` +
       `${self.crossOriginIsolated ? "" : " (threads need cross-origin isolation)"}.`);
@@ -53,9 +53,10 @@ const ready = BrowserTranslator.load(ort, bundleUrl, { onProgress: setStatus }).
 );
 ready.catch(() => {}); // reported on the page; callers of kt.ready still see the rejection
 
-async function translateDetailed(text, { beamSize = 1, maxLength = null, lengthPenalty = 1.0, patience = 1.0 } = {}, callbacks = {}) {
+async function translateDetailed(text, { beamSize = 1, maxLength = null, lengthPenalty = 1.0, patience = 1.0,
+                                        useShortlist = true } = {}, callbacks = {}) {
   await ready;
-  return translator.translate(text, { beamSize, maxLength, lengthPenalty, patience }, callbacks);
+  return translator.translate(text, { beamSize, maxLength, lengthPenalty, patience, useShortlist }, callbacks);
 }
 
 window.kt = {

@@ -1,9 +1,10 @@
 // A bundle in the browser: the JavaScript twin of serve/translator.py and serve/onnx_model.py, batch 1.
 //
-// load(): fetch config.json and the four files, check their sha256 against config.json, start the
-// two onnxruntime-web sessions and the tokenizers. translate(): source ids = tokens cut to
-// max_source_length - 1, then [EOS]; encoder.onnx once; decoder.onnx step by step with its
-// key/value cache (greedy or beam search, web/src/decoding.js); detokenize.
+// load(): fetch config.json and the four files (and shortlist.bin when there is one), check their sha256
+// against config.json, start the two onnxruntime-web sessions and the tokenizers. translate(): source
+// ids = tokens cut to max_source_length - 1, then [EOS]; encoder.onnx once; decoder.onnx step by step
+// with its key/value cache (greedy or beam search, web/src/decoding.js), on the sentence's shortlist
+// candidates when the bundle has one (serve/shortlist.py); detokenize.
 import { beamSearch, BOS_ID, EOS_ID, logSumExp } from "./decoding.js";
 import { crossAttentionOutputs, withExtraOutputs } from "./onnx_graph.js";
 import { sha256Hex } from "./sha256.js";
@@ -16,7 +17,30 @@ export const FILES = {
   decoder: "decoder.onnx",
   source: "source.tokenizer.json",
   target: "target.tokenizer.json",
+  shortlist: "shortlist.bin",
 };
+const UNK_ID = 3;
+
+/** A bundle's vocabulary shortlist (serve/shortlist.py): the frequent target ids, then K per source id. */
+export class Shortlist {
+  constructor(bytes, record) {
+    const Ids = record.dtype === "u2" ? Uint16Array : Uint32Array;
+    const ids = new Ids(bytes.buffer, bytes.byteOffset, bytes.byteLength / Ids.BYTES_PER_ELEMENT);
+    if (ids.length !== record.frequent + record.source_vocab_size * record.k) {
+      throw new BundleError(`${FILES.shortlist}: expected ${record.frequent} + ${record.source_vocab_size} x ${record.k} ids, got ${ids.length}`);
+    }
+    this.frequent = ids.subarray(0, record.frequent);
+    this.table = ids.subarray(record.frequent);
+    this.k = record.k;
+  }
+
+  /** A sentence's allowed target ids, sorted: its source tokens' K each, the frequent ones, BOS, EOS and UNK. */
+  candidates(sourceIds) {
+    const set = new Set([BOS_ID, EOS_ID, UNK_ID, ...this.frequent]);
+    for (const id of sourceIds) for (const t of this.table.subarray(id * this.k, (id + 1) * this.k)) set.add(t);
+    return Int32Array.from([...set].sort((a, b) => a - b));
+  }
+}
 
 /** A bundle that cannot be used; the message names the file and what is wrong. */
 export class BundleError extends Error {
@@ -60,12 +84,22 @@ class OnnxStepModel {
     this.ort = ort;
     this.encoder = encoder;
     this.decoder = decoder;
-    this.numLayers = config.model.num_layers;
+    // the decoder's depth: its caches and cross keys/values (bundles before separate depths: num_layers)
+    this.numLayers = config.model.decoder_layers ?? config.model.num_layers;
     this.numHeads = config.model.num_heads;
     this.headDim = config.model.hidden_dim / config.model.num_heads;
-    this.vocabSize = config.model.target_vocab_size;
+    this.fullVocabSize = config.model.target_vocab_size;
+    this.shortlisted = Boolean(config.shortlist); // decoder.onnx then takes vocab_ids
+    this.allIds = Int32Array.from({ length: this.fullVocabSize }, (_, i) => i);
+    this.setVocabulary(null);
     this.outputNames = ["logits"];
     for (let i = 0; i < this.numLayers; i++) this.outputNames.push(`present_key_${i}`, `present_value_${i}`);
+  }
+
+  /** The target ids of the logits' columns (a shortlist's candidates), or null for the whole vocabulary. */
+  setVocabulary(ids) {
+    this.vocabIds = ids;
+    this.vocabSize = ids ? ids.length : this.fullVocabSize; // columns of a step's logits
   }
 
   /** Runs encoder.onnx on source ids (one sentence) and resets the state to one row, empty caches. */
@@ -116,6 +150,10 @@ class OnnxStepModel {
       position: new ort.Tensor("int32", Int32Array.of(position), []),
       source_mask: new ort.Tensor("bool", tile(new Uint8Array(S).fill(1)), [B, S]),
     };
+    if (this.shortlisted) {
+      const ids = this.vocabIds ?? this.allIds;
+      feeds.vocab_ids = new ort.Tensor("int32", ids, [ids.length]);
+    }
     for (const [name, data] of Object.entries(this.cross)) feeds[name] = new ort.Tensor("float32", tile(data), [B, H, S, Dh]);
     for (const [name, data] of Object.entries(this.past)) feeds[name] = new ort.Tensor("float32", data, [B, H, P, Dh]);
     const results = await this.decoder.run(feeds, this.outputNames);
@@ -131,9 +169,10 @@ class OnnxStepModel {
 
 export class BrowserTranslator {
   /** Use `await BrowserTranslator.load(ort, baseUrl)`. */
-  constructor(ort, config, sessions, tokenizers, decoderBytes, info) {
+  constructor(ort, config, sessions, tokenizers, decoderBytes, info, shortlist = null) {
     this.ort = ort;
     this.config = config;
+    this.shortlist = shortlist;
     this.model = new OnnxStepModel(ort, sessions.encoder, sessions.decoder, config);
     this.sourceTokenizer = tokenizers.source;
     this.targetTokenizer = tokenizers.target;
@@ -176,6 +215,17 @@ export class BrowserTranslator {
           "the file is truncated or was changed");
       }
     }
+    let shortlist = null;
+    if (config.shortlist) {
+      const name = FILES.shortlist;
+      onProgress(`Downloading ${name}…`);
+      const data = await fetchBytes(baseUrl, name);
+      downloaded += data.length;
+      if ((await sha256Hex(data)) !== String(config.files[name])) {
+        throw new BundleError(`${name}: sha256 mismatch: the file is truncated or was changed`);
+      }
+      shortlist = new Shortlist(data, config.shortlist);
+    }
     const tokenizers = {};
     for (const key of ["source", "target"]) {
       const name = FILES[key];
@@ -200,7 +250,7 @@ export class BrowserTranslator {
                    files: Object.fromEntries(Object.entries(bytes).map(([k, b]) => [FILES[k], b.length])) };
     info.files[FILES.config] = configBytes.length;
     onProgress(`Bundle loaded: ${megabytes(downloaded)} in ${info.loadSeconds.toFixed(1)} s`);
-    return new BrowserTranslator(ort, config, sessions, tokenizers, bytes.decoder, info);
+    return new BrowserTranslator(ort, config, sessions, tokenizers, bytes.decoder, info, shortlist);
   }
 
   /** Source ids as Translator._source_ids: tokens cut to max_source_length - 1, then [EOS]. */
@@ -215,13 +265,15 @@ export class BrowserTranslator {
    * firstTokenSeconds}. Blank text gives "" without running the model.
    * onStep({text, tokens, position, seconds}) reports the best hypothesis after every decoder step.
    */
-  translate(text, { beamSize = 1, maxLength = null, lengthPenalty = 1.0, patience = 1.0 } = {}, { onStep = null } = {}) {
-    const run = this.queue.then(() => this._translate(text, beamSize, maxLength, lengthPenalty, onStep, patience));
+  translate(text, { beamSize = 1, maxLength = null, lengthPenalty = 1.0, patience = 1.0, useShortlist = true } = {},
+            { onStep = null } = {}) {
+    const run = this.queue.then(() => this._translate(text, beamSize, maxLength, lengthPenalty, onStep, patience,
+                                                      useShortlist));
     this.queue = run.catch(() => {});
     return run;
   }
 
-  async _translate(text, beamSize, maxLength, lengthPenalty, onStep, patience = 1.0) {
+  async _translate(text, beamSize, maxLength, lengthPenalty, onStep, patience = 1.0, useShortlist = true) {
     if (typeof text !== "string") throw new TypeError(`text: expected a string, got ${text === null ? "null" : typeof text}`);
     if (!Number.isInteger(beamSize)) throw new TypeError(`beamSize: expected an integer, got ${beamSize}`);
     if (beamSize < 1) throw new RangeError(`beamSize: expected an integer >= 1, got ${beamSize}`);
@@ -239,6 +291,7 @@ export class BrowserTranslator {
     if (isBlank(text)) return empty;
     const started = performance.now();
     const source = this.sourceIds(text);
+    this.model.setVocabulary(this.shortlist && useShortlist ? this.shortlist.candidates(source.ids) : null);
     await this.model.start(source.ids);
     let steps = 0;
     let firstTokenSeconds = null;
@@ -273,7 +326,7 @@ export class BrowserTranslator {
 
   async _attention(sourceIds, outputIds, endedWithEos) {
     if (!this.attentionModel) {
-      const found = crossAttentionOutputs(this.decoderBytes, this.config.model.num_layers);
+      const found = crossAttentionOutputs(this.decoderBytes, this.model.numLayers);
       const names = found.map((f) => f.name);
       const session = await this.ort.InferenceSession.create(withExtraOutputs(this.decoderBytes, names),
                                                              { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
@@ -285,7 +338,7 @@ export class BrowserTranslator {
     await model.start(sourceIds);
     const produced = endedWithEos ? [...outputIds, EOS_ID] : outputIds.slice();
     const inputs = [BOS_ID, ...produced.slice(0, -1)];
-    const [L, H, S] = [this.config.model.num_layers, this.config.model.num_heads, sourceIds.length];
+    const [L, H, S] = [this.model.numLayers, this.config.model.num_heads, sourceIds.length];
     const weights = Array.from({ length: L }, () => Array.from({ length: H }, () => []));
     for (let t = 0; t < inputs.length; t++) {
       await model.step(Int32Array.of(inputs[t]), t);

@@ -1,0 +1,66 @@
+"""A vocabulary shortlist: each source token's K likeliest target tokens, plus the N most frequent target tokens
+(Marian's lexical shortlist in Firefox Translations; CTranslate2's vocabulary map).
+
+A sentence may produce only the candidates of its own source tokens (with BOS, EOS and UNK, the tokens
+CTranslate2's vocabulary map always allows). A batch's decoder
+step computes the logits of the union of its sentences' candidates only (decoder.onnx gathers those rows
+of the output projection), and each row masks the candidates that are not its own sentence's, so a
+translation never depends on the sentences it is batched with. Why: on a small model the output
+projection (D x V) and the softmax over V are a large part of a step, and a sentence's candidates are a
+few hundred of V (figures: bench/RESULTS-edge.md).
+
+shortlist.bin holds little-endian target ids (uint16, or uint32 for vocabularies over 65,536): the N
+frequent ones, then K per source id, row by row (config.json's "shortlist": k, frequent, dtype, the
+vocabulary sizes and how they were estimated: export/shortlist.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import bundle_format as fmt
+from .bundle import BundleError
+
+ALWAYS = (fmt.BOS_ID, fmt.EOS_ID, fmt.UNK_ID)  # as CTranslate2's vocabulary map: every sentence may end, ...
+
+
+@dataclass(frozen=True)
+class Shortlist:
+    """Args: frequent (N,) target ids; table (source vocabulary, K) target ids per source id."""
+
+    frequent: np.ndarray
+    table: np.ndarray
+    target_vocab_size: int
+
+    @classmethod
+    def from_file(cls, path, record: dict) -> Shortlist:
+        """Reads shortlist.bin as its config.json record describes it."""
+        k, frequent, sources = record["k"], record["frequent"], record["source_vocab_size"]
+        ids = np.fromfile(path, dtype=np.dtype(record["dtype"]).newbyteorder("<"))
+        if ids.size != frequent + sources * k:
+            raise BundleError(f"{path}: expected {frequent} + {sources} x {k} ids, got {ids.size}")
+        ids = ids.astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= record["target_vocab_size"]):
+            raise BundleError(f"{path}: expected target ids in 0..{record['target_vocab_size'] - 1}")
+        return cls(ids[:frequent], ids[frequent:].reshape(sources, k), record["target_vocab_size"])
+
+    def candidates(self, source: list[int]) -> np.ndarray:
+        """A sentence's allowed target ids, sorted: its source tokens' K each, the frequent ones, BOS, EOS, UNK."""
+        rows = self.table[np.asarray(source, dtype=np.int64)].reshape(-1)
+        return np.union1d(np.union1d(rows, self.frequent), ALWAYS).astype(np.int32)
+
+    def for_batch(self, sources: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(vocab_ids int32 (C,): the union of the sentences' candidates, sorted; allowed bool (B, C):
+        which of them each sentence may produce)."""
+        own = [self.candidates(source) for source in sources]
+        vocab_ids = own[0] if len(own) == 1 else np.unique(np.concatenate(own)).astype(np.int32)
+        allowed = np.stack([np.isin(vocab_ids, ids, assume_unique=True) for ids in own])  # (B, C)
+        return vocab_ids, allowed
+
+    def vocab_mask(self, source: list[int]) -> np.ndarray:
+        """int32 (V,): 1 for the sentence's candidates (generate.onnx's BeamSearch `vocab_mask`)."""
+        mask = np.zeros(self.target_vocab_size, np.int32)
+        mask[self.candidates(source)] = 1
+        return mask

@@ -1,0 +1,143 @@
+"""The vocabulary shortlist: IBM Model 1 finds a dictionary, a batch's candidates and each row's own, the
+decoding loop on a shortlist's columns equals the full loop with every other token banned, and a bundle
+exported with --shortlist translates exactly like the bundle without when the shortlist holds every token,
+and like itself alone and batched when it does not."""
+
+import json
+
+import numpy as np
+import pytest
+
+from keras_transformer.export.shortlist import estimate, vmap_lines
+from keras_transformer.serve import Translator
+from keras_transformer.serve import bundle_format as fmt
+from keras_transformer.serve.decoding import search
+from keras_transformer.serve.decoding_options import DecodingOptions
+from keras_transformer.serve.shortlist import Shortlist
+
+SENTENCES = ["I sit.", "you do not call the good girls.", "do you call the girl?", "did the woman sit?",
+             "the old women are calling the children.", "we will sit.", "are you calling the good woman?"]
+
+
+def test_ibm_model_1_finds_a_dictionary_where_co_occurrence_would_pick_frequent_tokens():
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(2000):  # target = each source token + 100, plus two frequent filler tokens in every pair
+        source = rng.integers(10, 60, rng.integers(3, 10))
+        target = np.concatenate([source + 100, rng.integers(4, 8, 2)])
+        rng.shuffle(target)
+        pairs.append((source, target))
+    table = estimate(pairs, source_vocab_size=200, target_vocab_size=300, k=2, frequent=4)
+    assert [row[0] for row in table.table[10:60].tolist()] == list(range(110, 160))
+    assert sorted(table.frequent.tolist()) == [4, 5, 6, 7]
+    assert table.table.shape == (200, 2) and table.table[0].tolist() == table.frequent[:2].tolist()  # unseen id 0
+
+
+def test_a_batch_computes_the_union_and_each_row_keeps_its_own_candidates():
+    shortlist = Shortlist(frequent=np.array([5]), table=np.array([[7, 8], [9, 7], [6, 6]]), target_vocab_size=12)
+    assert shortlist.candidates([0, 2]).tolist() == [1, 2, 3, 5, 6, 7, 8]  # BOS, EOS and UNK always
+    vocab, allowed = shortlist.for_batch([[0], [1]])
+    assert vocab.tolist() == [1, 2, 3, 5, 7, 8, 9]
+    assert allowed.tolist() == [[True] * 6 + [False], [True] * 5 + [False, True]]
+    assert np.flatnonzero(shortlist.vocab_mask([1])).tolist() == [1, 2, 3, 5, 7, 9]
+
+
+class Logits:
+    """A fake step model over a vocabulary of 12: logits from (source, position, last token); `columns`
+    restricts them to those ids (what a shortlist decoder computes), `banned` sets the others to -inf."""
+
+    def __init__(self, columns=None, banned=None):
+        self.columns, self.banned = columns, banned
+
+    def start(self, sources):
+        return {"source": np.asarray(sources), "last": np.full(len(sources), fmt.BOS_ID)}
+
+    def step(self, tokens, position, state):
+        rng = [np.random.default_rng([int(s), position, int(t)]) for s, t in zip(state["source"], tokens)]
+        logits = np.stack([r.normal(0, 2, 12) for r in rng]).astype(np.float32)
+        logits[:, fmt.EOS_ID] += 0.4 * position  # sentences end
+        if self.banned is not None:
+            logits[:, self.banned] = -np.inf
+        if self.columns is not None:
+            logits = logits[:, self.columns]
+        return logits, {**state, "last": tokens}
+
+    def select(self, state, rows):
+        return {name: value[rows] for name, value in state.items()}
+
+
+@pytest.mark.parametrize("options", [dict(), dict(beam_size=3, num_hypotheses=2), dict(return_scores=True),
+                                     dict(beam_size=2, no_repeat_ngram_size=1, repetition_penalty=1.5),
+                                     dict(sampling_topk=0, seed=3)])
+def test_decoding_on_shortlist_columns_equals_the_full_loop_with_the_rest_banned(options):
+    columns = np.array([2, 3, 4, 6, 7, 9, 11])
+    banned = np.setdiff1d(np.arange(12), columns)
+    options = DecodingOptions(**options)
+    sources = [3, 8, 1]
+    generators = lambda: ([np.random.default_rng([3, s]) for s in sources]  # noqa: E731
+                          if options.samples else None)
+    full = search(Logits(banned=banned), Logits().start(sources), 3, fmt.BOS_ID, fmt.EOS_ID, 9, options, generators())
+    restricted = search(Logits(columns=columns), Logits().start(sources), 3, fmt.BOS_ID, fmt.EOS_ID, 9, options,
+                        generators(), vocab=columns)
+    assert [[h.tokens for h in hs] for hs in restricted] == [[h.tokens for h in hs] for hs in full]
+    assert all(token in columns for hs in restricted for h in hs for token in h.tokens)
+    for got, expected in zip(restricted, full):
+        np.testing.assert_allclose([h.score for h in got], [h.score for h in expected], rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def every_token_bundle(tiny_run, tmp_path_factory):
+    """tiny_run exported with a shortlist whose frequent tokens are the whole target vocabulary."""
+    from keras_transformer.export.exporter import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "every-token"
+    export_bundle(tiny_run, out, shortlist=2, shortlist_frequent=10_000, log=lambda *a: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shortlist_bundle(tiny_run, tmp_path_factory):
+    from keras_transformer.export.exporter import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "shortlist"
+    export_bundle(tiny_run, out, shortlist=8, shortlist_frequent=10, log=lambda *a: None)
+    return out
+
+
+@pytest.mark.parametrize("options", [dict(), dict(beam_size=4), dict(beam_size=3, num_hypotheses=3, batch_size=1)])
+def test_a_shortlist_holding_every_token_translates_as_the_full_vocabulary(every_token_bundle, tiny_bundle, options):
+    full = Translator(tiny_bundle).translate_batch(SENTENCES, **options)
+    for graph_search in (True, False):
+        shortlisted = Translator(every_token_bundle, graph_search=graph_search)
+        assert len(shortlisted.shortlist.candidates([5])) == shortlisted.target_tokenizer.vocab_size
+        got = shortlisted.translate_batch(SENTENCES, **options)
+        assert [[h.target_ids for h in r.hypotheses] for r in got] == [[h.target_ids for h in r.hypotheses]
+                                                                       for r in full]
+
+
+def test_a_shortlist_bundle_is_batch_invariant_restricted_and_can_be_turned_off(shortlist_bundle, tiny_bundle):
+    config = json.loads((shortlist_bundle / fmt.CONFIG_FILE).read_text())
+    record = config["shortlist"]
+    assert record["k"] == 8 and record["frequent"] == 10 and fmt.SHORTLIST_FILE in config["files"]
+    assert fmt.VOCAB_IDS in config["graphs"]["decoder"]["inputs"]
+    assert record["identical_given_every_id"].split("/")[0] == record["identical_given_every_id"].split("/")[1]
+    translator = Translator(shortlist_bundle, graph_search=False)
+    for beam_size in (1, 3):
+        batched = translator.translate_batch(SENTENCES, beam_size=beam_size)
+        alone = [translator.translate_batch([s], beam_size=beam_size)[0] for s in SENTENCES]
+        assert [r.target_ids for r in batched] == [r.target_ids for r in alone]
+        for result in batched:
+            allowed = set(translator.shortlist.candidates(result.source_ids).tolist())
+            assert set(result.target_ids) <= allowed
+    off = translator.translate(SENTENCES, use_shortlist=False, beam_size=2)
+    assert off == Translator(tiny_bundle).translate(SENTENCES, beam_size=2)  # the whole vocabulary again
+    in_graph = Translator(shortlist_bundle)  # generate.onnx with BeamSearch's vocab_mask, one sentence a call
+    assert in_graph.translate(SENTENCES, batch_size=1) == translator.translate(SENTENCES, batch_size=1)
+
+
+def test_ctranslate2s_vocabulary_map_lists_the_same_candidates():
+    shortlist = estimate([(np.array([4, 5]), np.array([6, 7]))] * 3, 8, 9, k=2, frequent=1)
+    tokens = [f"s{i}" for i in range(8)], [f"t{i}" for i in range(9)]
+    lines = vmap_lines(shortlist, *tokens)
+    assert lines[0] == "\t" + " ".join(f"t{i}" for i in sorted(shortlist.frequent.tolist()))
+    assert lines[1 + 4].split("\t") == ["s4", " ".join(f"t{i}" for i in sorted(set(shortlist.table[4].tolist())))]
