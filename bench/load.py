@@ -4,15 +4,17 @@ another (bench/load_clients.py), against the offline translation of the same sen
     python -m bench.load --bundle BUNDLE [--clients 1 8 64] [--sentences SPEC] [--out FILE] [--smoke]
 
 For each server mode (per-request: `--no-batching --workers 1`, the server before dynamic batching;
-batched: the default, one replica per core) and each load (1, 8 and 64 clients; requests of 1 and of 4
-sentences, drawn from a corpus of mixed lengths): every client sends its requests one after the other
-over one keep-alive connection, all clients at once. Figures: sentences/s over the run, p50/p95/p99
-latency (client side), 503s, errors, the answers identical to translating each request alone
-in-process, and the CPU seconds the client process used (its share of the 2 cores is not the server's).
-The ceiling: `Translator.translate` of the same sentences in one call, in this process, before the
-servers start (1 replica, 1 thread: the offline figure a server is compared with). With `--cores`, the
-batched server at 64 clients again restricted to one core (`taskset -c 0`, one replica) against all
-cores.
+batched, the default: one process per core, each with its own replica and batcher; batched in one
+process with one replica thread per core: `--processes 1 --replicas CORES`) and each load (1, 8 and
+64 clients; requests of 1 and of 4 sentences, drawn from a corpus of mixed lengths): every client
+sends its requests one after the other over one keep-alive connection, all clients at once.
+Figures: sentences/s over the run, p50/p95/p99 latency (client side), 503s, errors, the answers
+identical to translating each request alone in-process, and the CPU seconds the client process and
+the server's processes used (the clients' share of the cores is not the server's). The ceiling:
+`Translator.translate` of the same sentences in one call, in this process, before the servers start
+(1 replica, 1 thread: the offline figure a server is compared with), and the in-process latency of
+one sentence alone (what a lone HTTP client is compared with). With `--cores`, the default server at
+64 clients again restricted to one core (`taskset -c 0`: one process) against all cores.
 
 Invariants checked (`check`): only 200 and 503 answers, every 200 identical to the request translated
 alone, the server up with nothing queued at the end.
@@ -67,11 +69,15 @@ def _get(port: int, path: str, timeout: float):
 
 
 def _wait_for_health(process: subprocess.Popen, port: int, timeout_s: float, log_path: Path) -> None:
+    """Until the server has announced itself ("Serving ...": all its processes listen) and answers /health."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with code {process.returncode} before answering /health:\n"
                                f"{_tail(log_path)}")
+        if "Serving " not in _tail(log_path, 200):
+            time.sleep(0.1)
+            continue
         try:
             status, _ = _get(port, "/health", timeout=2)
             if status == 200:
@@ -116,12 +122,23 @@ def client_requests(texts: list[str], clients: int, requests: int, per_request: 
 
 
 def _cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a running process (/proc)."""
+    """user + system CPU seconds of a running process and its children (a server's processes; /proc)."""
+    total = 0.0
+    for process in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            if process == pid:
+                return float("nan")
+    return total
+
+
+def _children(pid: int) -> list[int]:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def run_load(bundle_dir, server_options: list[str], plan: list[list[list[str]]], reference: dict,
@@ -213,6 +230,21 @@ def offline(bundle_dir, texts: list[str]) -> float:
     return len(texts) / best
 
 
+def in_process_latency(bundle_dir, texts: list[str], requests: int = 1000) -> float:
+    """p50 milliseconds of `Translator.translate([text])`, one sentence alone after another (1 replica,
+    1 thread): what a lone HTTP client's latency is compared with."""
+    from keras_transformer.serve import Translator
+
+    translator = Translator(bundle_dir)
+    translator.translate(texts[:8])
+    latencies = []
+    for i in range(requests):
+        started = time.perf_counter()
+        translator.translate([texts[i % len(texts)]])
+        latencies.append(1000 * (time.perf_counter() - started))
+    return _percentile(latencies, 50)
+
+
 def reference_answers(bundle_dir, plans) -> dict:
     """Each distinct request's translations, translated alone in this process."""
     from keras_transformer.serve import Translator
@@ -258,17 +290,28 @@ def run_suite(bundle_dir, texts: list[str], clients_list=(1, 8, 64), per_request
     log("[load] reference answers and the offline ceiling ...")
     reference = reference_answers(bundle_dir, plans.values())
     ceiling = offline(bundle_dir, all_texts[:sentences * 2])
+    lone_before = in_process_latency(bundle_dir, all_texts)
     rows = []
-    for server in (["--no-batching", "--workers", "1"], []):
+    from keras_transformer.cli.options import available_cores
+
+    threaded = ["--processes", "1", "--replicas", str(available_cores())]
+    for server in (["--no-batching", "--workers", "1"], [], threaded):
         for (clients, per_request), plan in plans.items():
             rows.append(run_load(bundle_dir, server, plan, reference, log=log))
     if cores_check:
         plan = plans[max(clients_list), 1]
-        rows.append(run_load(bundle_dir, ["--replicas", "1"], plan, reference, cores="0", log=log))
+        rows.append(run_load(bundle_dir, [], plan, reference, cores="0", log=log))
+    lone_after = in_process_latency(bundle_dir, all_texts)
     problems = [f"{row['server']} {row['clients']}x{row['per_request']}: {p}" for row in rows for p in check(row)]
+    lone_http = [row["p50_ms"] for row in rows if row["server"] == "(defaults)" and row["cores"] == "all"
+                 and row["clients"] == 1 and row["per_request"] == 1]
     text = "\n".join([
         f"Offline ceiling: `Translator.translate` of the same sentences in one call, 1 replica, 1 thread: "
-        f"**{ceiling:,.0f} sentences/s** (best of 3).",
+        f"**{ceiling:,.0f} sentences/s** (best of 3). In-process latency of one sentence alone "
+        f"(`translate([text])`, 1 replica, 1 thread), p50 before / after the servers ran: "
+        f"**{lone_before:.2f} / {lone_after:.2f} ms**"
+        + (f"; one HTTP client against the default server: p50 **{lone_http[0]:.2f} ms** "
+           f"(+{lone_http[0] - (lone_before + lone_after) / 2:.2f} ms)." if lone_http else "."),
         "",
         table(rows, ceiling),
         "",
@@ -281,7 +324,7 @@ def run_suite(bundle_dir, texts: list[str], clients_list=(1, 8, 64), per_request
 def run(ctx) -> str:
     """The `python -m bench` entry: the suite on the run's fp32 bundle."""
     text, _ = run_suite(ctx.artifacts().fp32_bundle, SENTENCES, clients_list=(1, 8, 64) if not ctx.smoke else (4,),
-                        per_request_list=(1, 4) if not ctx.smoke else (1,), sentences=256 if not ctx.smoke else 16,
+                        per_request_list=(1, 4) if not ctx.smoke else (1,), sentences=512 if not ctx.smoke else 16,
                         cores_check=not ctx.smoke, log=ctx.log)
     return "## Serving under load\n\n" + text + "\n"
 
@@ -292,7 +335,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--per-request", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--sentences", help="corpus SPEC whose sources are sent (default: demo-style sentences)")
-    parser.add_argument("--count", type=int, default=512, help="sentences each load sends (default 512)")
+    parser.add_argument("--count", type=int, default=2048, help="sentences each load sends (default 2048)")
     parser.add_argument("--no-cores-check", action="store_true", help="skip the one-core run")
     parser.add_argument("--out", help="also write the Markdown to this file (appended)")
     args = parser.parse_args(argv)

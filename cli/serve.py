@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import add_replica_options, check_port, replicas_and_threads
+from .options import add_replica_options, available_cores, check_port
 
 HTTP_EXTRA_HINT = "pip install 'keras-transformer-nmt[http]'"
 
@@ -18,7 +18,10 @@ def add_parsers(commands) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `export`")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, metavar="PORT", default=8000, help="TCP port (default 8000)")
-    add_replica_options(p, "one per core")
+    p.add_argument("--processes", type=int, metavar="P",
+                   help="server processes sharing the port, each with its own event loop, replicas and batcher "
+                        "(default: one per core left, i.e. cores / (replicas x threads); --no-batching: 1)")
+    add_replica_options(p, "1 per process")
     p.add_argument("--max-batch-tokens", type=int, metavar="N", default=DEFAULT_MAX_BATCH_TOKENS,
                    help=f"most padded source tokens decoded in one search (default {DEFAULT_MAX_BATCH_TOKENS})")
     p.add_argument("--max-wait-ms", type=float, metavar="MS", default=DEFAULT_MAX_WAIT_MS,
@@ -32,6 +35,9 @@ def add_parsers(commands) -> None:
                         "batching, for comparison)")
     p.add_argument("--workers", type=int, metavar="N", default=1,
                    help="with --no-batching: translations run at once, each in a worker thread (default 1)")
+    p.add_argument("--access-log", action="store_true",
+                   help="log a line per request (off by default: at thousands of requests a second, the log "
+                        "itself costs a sizeable share of the server's CPU)")
     p.set_defaults(handler=run_serve)
 
     p = commands.add_parser("web", help="serve the browser page that translates with the bundle (onnxruntime-web)",
@@ -44,7 +50,9 @@ def add_parsers(commands) -> None:
 
 
 def run_serve(args) -> int:
-    from keras_transformer.serve.errors import KerasTransformerError
+    import functools
+
+    from keras_transformer.serve.errors import KerasTransformerError, OptionError
 
     try:
         import starlette  # noqa: F401
@@ -56,16 +64,33 @@ def run_serve(args) -> int:
         raise KerasTransformerError(f"the serve command needs the HTTP extra ({missing} is not installed): "
                                     f"{HTTP_EXTRA_HINT}") from None
     check_port(args.port)
-    from keras_transformer.serve.heap import retain_freed_heap
     from keras_transformer.serve.translator import Translator
 
-    threads, replicas = replicas_and_threads(args, every_core=not args.no_batching)
-    translator = Translator(args.bundle, threads=threads, replicas=replicas)
-    retain_freed_heap()
-    http_server.run_server(translator, host=args.host, port=args.port, workers=args.workers,
-                           max_queue=args.max_queue, batching=not args.no_batching,
-                           max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms)
+    processes, replicas, threads = serve_layout(args)
+    for name, value in (("--processes", processes), ("--replicas", replicas), ("--threads", threads)):
+        if value < 1:
+            raise OptionError(f"{name}: expected >= 1, got {value}")
+    translator = Translator(args.bundle, threads=threads, replicas=1)  # checks the bundle here, in one line
+    banner = f"{translator!r} x {replicas} replicas" if replicas > 1 else repr(translator)
+    del translator
+    make_app = functools.partial(http_server.app_for_bundle, args.bundle, threads=threads, replicas=replicas,
+                                 workers=args.workers, max_queue=args.max_queue, batching=not args.no_batching,
+                                 max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms)
+    http_server.run_server(make_app, host=args.host, port=args.port, processes=processes,
+                           access_log=args.access_log, banner=banner)
     return 0
+
+
+def serve_layout(args) -> tuple[int, int, int]:
+    """(processes, replicas per process, threads per replica): as given; by default one process per core
+    left (cores / (replicas x threads)), each with one replica of one thread. --no-batching: 1 process."""
+    threads = 1 if args.threads is None else args.threads
+    replicas = 1 if args.replicas is None else args.replicas
+    if args.processes is not None:
+        return args.processes, replicas, threads
+    if args.no_batching:
+        return 1, replicas, threads
+    return max(1, available_cores() // max(1, replicas * threads)), replicas, threads
 
 
 def run_web(args) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import threading
 import time
 from concurrent.futures import Future
@@ -89,8 +90,7 @@ class BatchingTranslator:
         (bad texts or options), QueueFull when `max_queue` requests wait already.
         """
         encoded, options = self.translator.encode(texts, options, kwargs)
-        # batches are the batcher's: a request's own batch_size does not keep it from sharing a search
-        options = dataclasses.replace(options, batch_type="tokens", batch_size=self.max_batch_tokens)
+        options = self._batched_options(options)
         request = _Request(encoded, options, Future(), time.monotonic(), self.translator.longest(encoded),
                            len(encoded.sources))
         with self._lock:
@@ -101,6 +101,11 @@ class BatchingTranslator:
             self._queue.append(request)
             self._lock.notify()
         return request.future
+
+    @functools.lru_cache(maxsize=256)
+    def _batched_options(self, options: DecodingOptions) -> DecodingOptions:
+        """Batches are the batcher's: a request's own batch_size does not keep it from sharing a search."""
+        return dataclasses.replace(options, batch_type="tokens", batch_size=self.max_batch_tokens)
 
     def translate_batch(self, texts, options: DecodingOptions | None = None, **kwargs) -> list:
         """`submit(...).result()`: the Translator's call, batched with whatever else is in flight."""

@@ -30,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
+import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -162,7 +164,8 @@ def create_app(translator, workers: int = 1, max_queue: int | None = None, batch
 
     async def health(request: Request) -> JSONResponse:
         info = translator.info() if hasattr(translator, "info") else {}
-        body = {"status": "ok", **info, "max_queue": max_queue, "in_flight": admission.in_flight}
+        body = {"status": "ok", **info, "max_queue": max_queue, "in_flight": admission.in_flight,
+                "process": os.getpid()}
         if batcher is not None:
             body["batching"] = {**batcher.stats(), "max_batch_tokens": max_batch_tokens, "max_wait_ms": max_wait_ms}
         else:
@@ -264,10 +267,27 @@ def parse_translate_request(body: bytes) -> tuple[list[str], DecodingOptions]:
         if not isinstance(text, str):
             raise RequestError(400, f"texts[{i}]: expected a string, got {json_type_name(text)}")
     try:
-        options = DecodingOptions.from_json(data, SERVER_LIMITS)
+        options = options_from_json(data)
     except (TypeError, ValueError) as error:
         raise RequestError(400, str(error)) from None
     return texts, options
+
+
+def options_from_json(data: dict) -> DecodingOptions:
+    """`DecodingOptions.from_json(data, SERVER_LIMITS)`, remembered for the option sets clients repeat
+    (checking the fields costs more than the rest of parsing a request)."""
+    key = tuple(sorted((name, type(value), value) for name, value in data.items()))
+    try:
+        return _options_from_key(key)
+    except TypeError as error:  # a list or an object among the values: unhashable, checked uncached
+        if "unhashable" not in str(error):
+            raise
+        return DecodingOptions.from_json(data, SERVER_LIMITS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _options_from_key(key: tuple) -> DecodingOptions:
+    return DecodingOptions.from_json({name: value for name, _, value in key}, SERVER_LIMITS)
 
 
 def _json_object(body: bytes) -> dict:
@@ -312,7 +332,7 @@ def parse_stream_request(body: bytes) -> tuple[str, dict]:
         raise RequestError(400, f"text: expected a string, got {json_type_name(data.get('text'))}")
     text = data.pop("text")
     try:
-        options = DecodingOptions.from_json(data, SERVER_LIMITS)
+        options = options_from_json(data)
     except (TypeError, ValueError) as error:
         raise RequestError(400, str(error)) from None
     return text, options.changed()
@@ -322,29 +342,71 @@ def _error(status: int, message: str, headers=None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def run_server(translator, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-               max_queue: int | None = None, batching: bool | None = None,
-               max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, max_wait_ms: float = DEFAULT_MAX_WAIT_MS) -> None:
-    """Serves `translator` with uvicorn until interrupted (Ctrl-C).
+def app_for_bundle(bundle_dir, threads: int = 1, replicas: int = 1, **app_options) -> Starlette:
+    """One server process' app: its own `Translator` (`replicas` x `threads`) and batcher over the bundle.
+
+    Module-level and given plain arguments, so that `functools.partial(app_for_bundle, ...)` pickles to
+    the processes `run_server` starts. `app_options`: those of `create_app`.
+    """
+    from .heap import retain_freed_heap
+    from .translator import Translator
+
+    translator = Translator(bundle_dir, threads=threads, replicas=replicas)
+    retain_freed_heap()
+    return create_app(translator, **app_options)
+
+
+def run_server(make_app, host: str = "127.0.0.1", port: int = 8000, processes: int = 1, access_log: bool = False,
+               banner: str = "the app") -> None:
+    """Serves the app `make_app()` returns with uvicorn until interrupted (Ctrl-C).
+
+        run_server(lambda: create_app(translator))                                   # in this process
+        run_server(functools.partial(app_for_bundle, "bundle/"), processes=2)         # in 2 processes
+
+    Args:
+        make_app: a zero-argument callable returning the ASGI app; with `processes` > 1 it must pickle
+            (a `functools.partial` of a module-level function): each process calls it.
+        processes: server processes on the port, each with its own event loop, model and batcher; Linux
+            spreads the connections over them (serve/server_processes.py). Requests are parsed and
+            decoding loops run in Python: the threads of one process take turns on its interpreter
+            lock, processes do not (bench/RESULTS-throughput.md).
+        access_log: a log line per request.
+        banner: what is served, for the line printed once the socket is bound.
 
     Raises:
         OSError: the address cannot be bound (in use, not local, unresolvable); one line, naming it.
     """
     import uvicorn
 
-    app = create_app(translator, workers=workers, max_queue=max_queue, batching=batching,
-                     max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms)
-    sock = bind_socket(host, port)  # bound here so that "address in use" is our one-line error
-    print(f"Serving {translator!r} on http://{host}:{sock.getsockname()[1]} (POST /translate, GET /health); "
-          f"Ctrl-C stops", flush=True)
+    from .errors import OptionError
+
+    if processes < 1:
+        raise OptionError(f"processes: expected >= 1, got {processes}")
+    # bound here so that "address in use" is our one-line error (with several processes: the port reserved)
+    sock = bind_socket(host, port, reuse_port=processes > 1)
+    announce = partial(print, f"Serving {banner} on http://{host}:{sock.getsockname()[1]} (POST /translate, "
+                              f"GET /health){f' in {processes} processes' if processes > 1 else ''}; Ctrl-C stops",
+                       flush=True)
+    if processes > 1:
+        from .server_processes import run_processes
+
+        run_processes(make_app, host, port, processes, access_log=access_log, reserved=sock, on_ready=announce)
+        return
+    announce()
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+        uvicorn.Server(uvicorn.Config(make_app(), log_level="info", access_log=access_log)).run(sockets=[sock])
     finally:
         sock.close()
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port), ready for uvicorn to listen on; port 0 picks a free one."""
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to (host, port), ready for uvicorn to listen on; port 0 picks a free one.
+    `reuse_port`: SO_REUSEPORT, so that several processes' sockets share the port (Linux spreads the
+    connections over them)."""
+    from .errors import OptionError
+
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise OptionError("several server processes need SO_REUSEPORT, which this system lacks; use --processes 1")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
@@ -352,6 +414,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise OSError(f"--host {host}: expected a local address or host name, got {error.strerror!r}") from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError as error:

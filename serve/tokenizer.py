@@ -34,6 +34,7 @@ from .errors import KerasTransformerError, OptionError
 # Ids that `decode` drops. [UNK] is kept: it decodes to the literal "[UNK]", so that a lost
 # character stays visible in a translation instead of vanishing silently.
 _DROPPED_IDS = frozenset({PAD_ID, BOS_ID, EOS_ID})
+PARALLEL_FROM = 32  # texts from which encode_batch/decode_batch use the library's thread pool
 
 
 class TokenizerError(KerasTransformerError, ValueError):
@@ -139,7 +140,13 @@ class SubwordTokenizer:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """`encode` for many texts at once (the library runs it on several threads)."""
+        """`encode` for many texts at once (the library runs a large batch on several threads).
+
+        Fewer than `PARALLEL_FROM` texts are encoded one by one in this thread: waking the library's
+        thread pool costs more than it saves, and a busy server's event loop would wait for it.
+        """
+        if len(texts) < PARALLEL_FROM:
+            return [self._tokenizer.encode(text, add_special_tokens=False).ids for text in texts]
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
@@ -175,6 +182,8 @@ class SubwordTokenizer:
     def decode_batch(self, ids_list: Iterable[Iterable[int]]) -> list[str]:
         """`decode` for each row (a list of lists or a 2-D numpy array, rows padded with [PAD])."""
         cleaned = [self._clean(ids) for ids in ids_list]
+        if len(cleaned) < PARALLEL_FROM:  # as in encode_batch
+            return [self._tokenizer.decode(ids, skip_special_tokens=False) for ids in cleaned]
         return self._tokenizer.decode_batch(cleaned, skip_special_tokens=False)
 
     def __repr__(self) -> str:

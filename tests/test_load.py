@@ -1,6 +1,6 @@
 """Serving under load, short mode: `bench.load` starts `keras-transformer serve` on the tiny bundle
 (127.0.0.1, a free port) and 32 clients in their own process send their requests at once, to the
-batched server and to the per-request one with a small queue.
+batched server (one process, and two sharing the port) and to the per-request one with a small queue.
 
 Asserted: the invariants (only 200 and 503, never a 500, a hang or a connection error; every 200
 identical to the request translated alone; the server up and idle afterwards), not speed."""
@@ -13,7 +13,8 @@ pytest.importorskip("uvicorn")
 from bench import load  # noqa: E402
 
 
-@pytest.mark.parametrize("server", [[], ["--no-batching", "--workers", "1", "--max-queue", "2"]])
+@pytest.mark.parametrize("server", [["--processes", "1"], ["--processes", "2"],
+                                    ["--no-batching", "--workers", "1", "--max-queue", "2"]])
 def test_concurrent_clients_get_200_or_503_and_the_translations_of_their_requests_alone(tiny_bundle, server):
     plan = load.client_requests(load.SENTENCES, clients=32, requests=2, per_request=2)
     reference = load.reference_answers(tiny_bundle, [plan])
@@ -21,7 +22,7 @@ def test_concurrent_clients_get_200_or_503_and_the_translations_of_their_request
     assert load.check(results) == []
     assert results["requests"] == 64 == results["ok"] + results["busy"] and results["ok"] >= 1
     assert results["client_cpu_s"] > 0 and results["p50_ms"] <= results["p99_ms"]
-    if not server:  # batched: nobody is refused under a queue of 256, and requests share searches
+    if "--no-batching" not in server:  # batched: nobody is refused under a queue of 256, and requests share searches
         assert results["busy"] == 0 and results["mean_batch_sentences"] > 2
 
 
