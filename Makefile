@@ -44,7 +44,7 @@ $(BROWSER_STAMP): $(STAMP)
 
 test: $(STAMP) $(BROWSER_STAMP) web
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile  # a test file's module fixtures are built once
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

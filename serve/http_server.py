@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -47,6 +46,7 @@ from starlette.routing import Route
 
 from .batching_translator import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_MS
 from .decoding_options import DecodingOptions, JsonLimits, json_type_name
+from .server_processes import bind_socket, run_processes
 
 MAX_BODY_BYTES = 1_000_000  # 1 MB
 MAX_TEXTS = 256
@@ -388,8 +388,6 @@ def run_server(make_app, host: str = "127.0.0.1", port: int = 8000, processes: i
                               f"GET /health){f' in {processes} processes' if processes > 1 else ''}; Ctrl-C stops",
                        flush=True)
     if processes > 1:
-        from .server_processes import run_processes
-
         run_processes(make_app, host, port, processes, access_log=access_log, reserved=sock, on_ready=announce)
         return
     announce()
@@ -397,28 +395,3 @@ def run_server(make_app, host: str = "127.0.0.1", port: int = 8000, processes: i
         uvicorn.Server(uvicorn.Config(make_app(), log_level="info", access_log=access_log)).run(sockets=[sock])
     finally:
         sock.close()
-
-
-def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    """A TCP socket bound to (host, port), ready for uvicorn to listen on; port 0 picks a free one.
-    `reuse_port`: SO_REUSEPORT, so that several processes' sockets share the port (Linux spreads the
-    connections over them)."""
-    from .errors import OptionError
-
-    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
-        raise OptionError("several server processes need SO_REUSEPORT, which this system lacks; use --processes 1")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as error:
-        raise OSError(f"--host {host}: expected a local address or host name, got {error.strerror!r}") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind(address)
-    except OSError as error:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    return sock

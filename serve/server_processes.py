@@ -23,17 +23,35 @@ import socket
 import threading
 import time
 
+from .errors import OptionError
+
 log = logging.getLogger("keras_transformer.serve")
 
 STOP_TIMEOUT_S = 30.0  # a process still running this long after being asked to stop is killed
 QUICK_DEATH_S = 10.0  # a process that dies this soon after starting is not restarted: the next would too
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) with SO_REUSEPORT (not listening yet)."""
-    from .http_server import bind_socket
-
-    return bind_socket(host, port, reuse_port=True)
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to (host, port), ready for uvicorn to listen on; port 0 picks a free one.
+    `reuse_port`: SO_REUSEPORT, so that several processes' sockets share the port (Linux spreads the
+    connections over them)."""
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise OptionError("several server processes need SO_REUSEPORT, which this system lacks; use --processes 1")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        raise OSError(f"--host {host}: expected a local address or host name, got {error.strerror!r}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
 
 
 def _serve_one(make_app, host: str, port: int, access_log: bool, ready) -> None:
@@ -41,7 +59,7 @@ def _serve_one(make_app, host: str, port: int, access_log: bool, ready) -> None:
     `ready` once uvicorn listens."""
     import uvicorn
 
-    sock = reuse_port_socket(host, port)
+    sock = bind_socket(host, port, reuse_port=True)
     server = uvicorn.Server(uvicorn.Config(make_app(), log_level="info", access_log=access_log))
 
     def signal_ready():
@@ -64,10 +82,10 @@ def run_processes(make_app, host: str, port: int, processes: int, access_log: bo
     """Runs `processes` server processes on (host, port) until SIGINT/SIGTERM; returns the port.
 
     `make_app` must pickle (each process calls it). `reserved`: the parent's socket already bound to
-    the port with SO_REUSEPORT (`reuse_port_socket`), kept unlistened while the processes run.
+    the port with SO_REUSEPORT (`bind_socket`), kept unlistened while the processes run.
     `on_ready()` is called once every process listens (before, new connections go to those that do).
     """
-    reserved = reserved or reuse_port_socket(host, port)
+    reserved = reserved or bind_socket(host, port, reuse_port=True)
     port = reserved.getsockname()[1]
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
