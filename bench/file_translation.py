@@ -7,7 +7,8 @@ the whole-file translation it replaced.
 Each run is its own process (peak RSS from `wait4`): the streamed command with its defaults (one replica
 per core), the same pinned to one core (`taskset -c 0 ... --replicas 1`), and the command of `--old-rev`
 (default: the last commit before streaming: it read the whole file and kept every translation until the
-end), whose lines/s is today's whole-list `translate_batch`. Outputs are compared line for line.
+end), whose lines/s is today's whole-list `translate_batch`. Outputs are compared line for line. Then,
+in this process, replicas with their own onnxruntime sessions against one shared set.
 """
 
 from __future__ import annotations
@@ -54,6 +55,25 @@ def translate_file(bundle, source: Path, output: Path, extra=(), env=None, pin: 
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
+def replica_sessions(bundle, texts: list[str], replicas: int, rounds: int = 2) -> list[list[str]]:
+    """`Translator.translate_iterable` of `texts` with `replicas` replicas, each with its own onnxruntime
+    sessions against one set of sessions run from every replica's thread (interleaved, best of `rounds`):
+    the rows of a table. Same outputs asserted."""
+    from keras_transformer.serve import Translator
+
+    best, outputs = {}, {}
+    for _ in range(rounds):
+        for shared in (False, True):
+            translator = Translator(bundle, replicas=replicas, shared_sessions=shared)
+            started = time.perf_counter()
+            outputs[shared] = [t.text for t in translator.translate_iterable(texts)]
+            best[shared] = min(best.get(shared, float("inf")), time.perf_counter() - started)
+    if outputs[False] != outputs[True]:
+        raise AssertionError("shared sessions changed the translations")
+    return [[f"{replicas} replicas, {'one shared set of sessions' if shared else 'own sessions each'}",
+             f"{len(texts):,}", f"{len(texts) / best[shared]:,.0f}"] for shared in (False, True)]
+
+
 def run(args) -> str:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -83,6 +103,10 @@ def run(args) -> str:
         rows[-2].append("")
         rows[-3].append("")
     header = ["lines", "command", "seconds", "lines/s", "peak RSS MiB", "outputs"]
+    from keras_transformer.cli.options import available_cores
+
+    sessions = replica_sessions(args.bundle, [texts[i % len(texts)] for i in range(min(args.lines))],
+                                available_cores())
     return "\n".join([
         "## File translation",
         "",
@@ -91,6 +115,11 @@ def run(args) -> str:
         *machine_description(),
         "",
         markdown_table(header, rows),
+        "",
+        "Replicas with their own sessions or one shared set (`Translator(..., shared_sessions=True)`), "
+        f"`translate_iterable` in this process, best of 2, interleaved, on the first {min(args.lines):,} lines:",
+        "",
+        markdown_table(["replicas", "lines", "lines/s"], sessions),
         "",
     ])
 

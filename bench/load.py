@@ -266,21 +266,33 @@ def _fmt(value, digits=1) -> str:
 
 
 def table(rows: list[dict], ceiling: float) -> str:
-    header = ["server", "cores", "clients", "sentences/request", "sentences/s", "÷ offline", "p50 ms", "p95 ms",
-              "p99 ms", "503", "errors", "identical", "mean batch", "client CPU s", "server CPU s", "run s"]
+    header = ["server", "cores", "clients", "sentences/request", "sentences/s", "range", "÷ offline", "p50 ms",
+              "p95 ms", "p99 ms", "503", "errors", "identical", "mean batch", "client CPU s", "server CPU s", "run s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
     for r in rows:
+        low, high = r.get("range", (r["sentences_per_s"],) * 2)
         cells = [f"`{r['server']}`", r["cores"], r["clients"], r["per_request"], _fmt(r["sentences_per_s"], 0),
-                 f"{r['sentences_per_s'] / ceiling:.2f}", _fmt(r["p50_ms"]), _fmt(r["p95_ms"]), _fmt(r["p99_ms"]),
-                 r["busy"], r["errors"], f"{r['ok'] - r['mismatches']}/{r['ok']}", _fmt(r["mean_batch_sentences"]),
-                 _fmt(r["client_cpu_s"]), _fmt(r["server_cpu_s"]), _fmt(r["duration_s"], 2)]
+                 f"{low:,.0f}–{high:,.0f}", f"{r['sentences_per_s'] / ceiling:.2f}", _fmt(r["p50_ms"]),
+                 _fmt(r["p95_ms"]), _fmt(r["p99_ms"]), r["busy"], r["errors"], f"{r['ok'] - r['mismatches']}/{r['ok']}",
+                 _fmt(r["mean_batch_sentences"]), _fmt(r["client_cpu_s"]), _fmt(r["server_cpu_s"]),
+                 _fmt(r["duration_s"], 2)]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines)
 
 
+def _median_run(rounds: int, run) -> dict:
+    """`run()` `rounds` times: the run with the median sentences/s, its range and every run's problems."""
+    results = sorted((run() for _ in range(rounds)), key=lambda r: r["sentences_per_s"])
+    median = dict(results[len(results) // 2])
+    median["range"] = (results[0]["sentences_per_s"], results[-1]["sentences_per_s"])
+    median["problems"] = [problem for r in results for problem in check(r)]
+    return median
+
+
 def run_suite(bundle_dir, texts: list[str], clients_list=(1, 8, 64), per_request_list=(1, 4), sentences=256,
-              cores_check=True, log=print) -> tuple[str, list[dict]]:
-    """Every (server mode, clients, sentences per request) against the offline ceiling; the Markdown and rows."""
+              cores_check=True, log=print, rounds: int = 1) -> tuple[str, list[dict]]:
+    """Every (server mode, clients, sentences per request) against the offline ceiling, each run `rounds`
+    times (the median kept); the Markdown and rows."""
     plans = {}
     for clients in clients_list:
         for per_request in per_request_list:
@@ -297,12 +309,12 @@ def run_suite(bundle_dir, texts: list[str], clients_list=(1, 8, 64), per_request
     threaded = ["--processes", "1", "--replicas", str(available_cores())]
     for server in (["--no-batching", "--workers", "1"], [], threaded):
         for (clients, per_request), plan in plans.items():
-            rows.append(run_load(bundle_dir, server, plan, reference, log=log))
+            rows.append(_median_run(rounds, lambda: run_load(bundle_dir, server, plan, reference, log=log)))
     if cores_check:
         plan = plans[max(clients_list), 1]
-        rows.append(run_load(bundle_dir, [], plan, reference, cores="0", log=log))
+        rows.append(_median_run(rounds, lambda: run_load(bundle_dir, [], plan, reference, cores="0", log=log)))
     lone_after = in_process_latency(bundle_dir, all_texts)
-    problems = [f"{row['server']} {row['clients']}x{row['per_request']}: {p}" for row in rows for p in check(row)]
+    problems = [f"{row['server']} {row['clients']}x{row['per_request']}: {p}" for row in rows for p in row["problems"]]
     lone_http = [row["p50_ms"] for row in rows if row["server"] == "(defaults)" and row["cores"] == "all"
                  and row["clients"] == 1 and row["per_request"] == 1]
     text = "\n".join([
@@ -312,6 +324,8 @@ def run_suite(bundle_dir, texts: list[str], clients_list=(1, 8, 64), per_request
         f"**{lone_before:.2f} / {lone_after:.2f} ms**"
         + (f"; one HTTP client against the default server: p50 **{lone_http[0]:.2f} ms** "
            f"(+{lone_http[0] - (lone_before + lone_after) / 2:.2f} ms)." if lone_http else "."),
+        "",
+        f"Each row: the run with the median sentences/s of {rounds} (range: the slowest and fastest run).",
         "",
         table(rows, ceiling),
         "",
@@ -337,6 +351,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sentences", help="corpus SPEC whose sources are sent (default: demo-style sentences)")
     parser.add_argument("--count", type=int, default=2048, help="sentences each load sends (default 2048)")
     parser.add_argument("--no-cores-check", action="store_true", help="skip the one-core run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each row; the median is shown (default 3)")
     parser.add_argument("--out", help="also write the Markdown to this file (appended)")
     args = parser.parse_args(argv)
     texts = SENTENCES
@@ -346,7 +361,7 @@ def main(argv=None) -> int:
         texts = [source for source, _ in read_parallel_corpus(args.sentences)[0]]
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     text, rows = run_suite(args.bundle, texts, args.clients, args.per_request, args.count, not args.no_cores_check,
-                           log)
+                           log, args.rounds)
     from bench.common import machine_description
 
     section = "\n".join([f"## Serving under load: {args.bundle}", "",
@@ -356,7 +371,7 @@ def main(argv=None) -> int:
     if args.out:
         with open(args.out, "a", encoding="utf-8") as handle:
             handle.write(section + "\n")
-    return 1 if any(check(row) for row in rows) else 0
+    return 1 if any(row["problems"] for row in rows) else 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ the model package, `export` or `cli`: its modules import each other relatively a
 the project (tests/test_layering.py).
 """
 
-_LAZY = {"Translator": "translator", "DecodingOptions": "decoding_options", "KerasTransformerError": "errors"}
+_LAZY = {"Translator": "translator", "BatchingTranslator": "batching_translator", "DecodingOptions": "decoding_options",
+         "KerasTransformerError": "errors"}
 __all__ = list(_LAZY)
 
 
