@@ -121,16 +121,21 @@ def _top_k(keys, prob, source_vocab_size, target_vocab_size, k, fallback) -> np.
 
 
 def training_pairs(run, log=print) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """A run's training pairs as token ids: from RUN/data (a DATA_DIR) when it has one, else its SPECs read and
-    encoded again; a seeded sample of at most `MAX_PAIRS` pairs (each SPEC once, repeats aside)."""
+    """A run's training pairs as token ids: from its DATA_DIR when it has one (RUN/data, or the one given to
+    `train --data DATA_DIR`), else its SPECs read and encoded again; a seeded sample of at most `MAX_PAIRS`
+    pairs (each SPEC once, repeats aside)."""
+    from keras_transformer.corpus import split_repeat
     from keras_transformer.prepared_data import PreparedData, is_data_dir
 
-    if is_data_dir(run.data_path):
-        split = PreparedData.open(run.data_path, verify_hashes=False).train
+    specs = run.read_config().get("data", {}).get("train")
+    given = [split_repeat(spec)[0] for spec in ([specs] if isinstance(specs, str) else list(specs or []))]
+    data_dir = next((path for path in [run.data_path, *given] if is_data_dir(path)), None)
+    if data_dir is not None:
+        split = PreparedData.open(data_dir, verify_hashes=False).train
         count = len(split)
         chosen = range(count) if count <= MAX_PAIRS else np.sort(
             np.random.default_rng(0).choice(count, MAX_PAIRS, replace=False))
-        log(f"Shortlist: IBM Model 1 on {len(chosen):,} of {count:,} pairs of {run.data_path}")
+        log(f"Shortlist: IBM Model 1 on {len(chosen):,} of {count:,} pairs of {data_dir}")
         for i in chosen:
             yield split.pair(int(i))
         return

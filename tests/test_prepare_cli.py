@@ -41,6 +41,13 @@ def test_train_reads_a_data_dir_and_keeps_its_tokenizers(data_dir, tmp_path, cap
     assert config["data"]["prepared"] and config["status"] == "complete"
     assert "Training pairs: 200 kept" in capsys.readouterr().out
     assert not (run / "data").exists()  # a DATA_DIR is read where it is, not copied
+    from keras_transformer.export.shortlist import training_pairs
+    from keras_transformer.prepared_data import PreparedData
+
+    pairs = list(training_pairs(RunDir(run), log=lambda *a: None))  # what `export --shortlist` learns from
+    train = PreparedData.open(data_dir).train
+    assert len(pairs) == 200 and all(np.array_equal(a, b) for pair, i in zip(pairs, range(200))
+                                     for a, b in zip(pair, train.pair(i)))
 
 
 def test_a_data_dir_with_another_vocabulary_or_a_changed_array_is_refused(data_dir, tmp_path, capsys):
