@@ -90,7 +90,7 @@ class BatchingTranslator:
         (bad texts or options), QueueFull when `max_queue` requests wait already.
         """
         encoded, options = self.translator.encode(texts, options, kwargs)
-        options = self._batched_options(options)
+        options = _batched_options(options, self.max_batch_tokens)
         request = _Request(encoded, options, Future(), time.monotonic(), self.translator.longest(encoded),
                            len(encoded.sources))
         with self._lock:
@@ -102,10 +102,6 @@ class BatchingTranslator:
             self._lock.notify()
         return request.future
 
-    @functools.lru_cache(maxsize=256)
-    def _batched_options(self, options: DecodingOptions) -> DecodingOptions:
-        """Batches are the batcher's: a request's own batch_size does not keep it from sharing a search."""
-        return dataclasses.replace(options, batch_type="tokens", batch_size=self.max_batch_tokens)
 
     def translate_batch(self, texts, options: DecodingOptions | None = None, **kwargs) -> list:
         """`submit(...).result()`: the Translator's call, batched with whatever else is in flight."""
@@ -194,3 +190,10 @@ class BatchingTranslator:
             return
         for request, result in zip(live, results, strict=True):
             request.future.set_result(result)
+
+
+@functools.lru_cache(maxsize=256)
+def _batched_options(options: DecodingOptions, max_batch_tokens: int) -> DecodingOptions:
+    """Batches are the batcher's: a request's own batch_size does not keep it from sharing a search.
+    Cached per option set (module-level: a cache on the method would keep every batcher alive)."""
+    return dataclasses.replace(options, batch_type="tokens", batch_size=max_batch_tokens)

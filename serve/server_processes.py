@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 
-from .errors import OptionError
+from .errors import KerasTransformerError, OptionError
 
 log = logging.getLogger("keras_transformer.serve")
 
@@ -130,8 +130,6 @@ def run_processes(make_app, host: str, port: int, processes: int, access_log: bo
             signal.signal(sig, handler)
         reserved.close()
     if failure is not None:
-        from .errors import KerasTransformerError
-
         raise KerasTransformerError(failure)
     return port
 

@@ -146,7 +146,7 @@ class SubwordTokenizer:
         thread pool costs more than it saves, and a busy server's event loop would wait for it.
         """
         if len(texts) < PARALLEL_FROM:
-            return [self._tokenizer.encode(text, add_special_tokens=False).ids for text in texts]
+            return [self.encode(text) for text in texts]
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
