@@ -66,9 +66,11 @@ def _parity_batches(pairs, source_tokenizer, target_tokenizer, config, rng):
     return pad_batch(sources[:8]), pad_batch(targets[:8]), sources
 
 
-def _add_generation_graph(directory: Path, model_config, sources, log, vocab_mask: bool = False) -> dict:
+def _add_generation_graph(directory: Path, model_config, sources, log, shortlist: dict | None = None) -> dict:
     """Writes generate.onnx from the bundle's final encoder.onnx and decoder.onnx, and checks that
-    its greedy and 4-beam (length penalty 0 and 1) searches give the numpy loop's tokens on `sources`.
+    its greedy and 4-beam (length penalty 0 and 1) searches give the numpy loop's tokens on `sources`;
+    with a shortlist (config.json's record) given every id in padded batches, and restricted to each
+    sentence's candidates one sentence a call (as the Translator sends them).
 
     Returns config.json's graphs.generate record. Raises ParityError on any difference."""
     import onnx
@@ -78,31 +80,46 @@ def _add_generation_graph(directory: Path, model_config, sources, log, vocab_mas
     from keras_transformer.serve.graph_search import GraphSearch
     from keras_transformer.serve.onnx_model import OnnxStepModel
     from keras_transformer.serve.sessions import session_options
+    from keras_transformer.serve.shortlist import Shortlist
 
     graph = build_generation_graph(onnx.load(directory / fmt.ENCODER_FILE), onnx.load(directory / fmt.DECODER_FILE),
-                                   vocab_mask)
+                                   model_config.target_vocab_size, shortlist=shortlist is not None)
     onnx.save(graph, directory / fmt.GENERATE_FILE)
-    numpy_loop = OnnxStepModel(BundleConfig(directory, {"model": model_config.to_dict()}))
+    record = {"model": model_config.to_dict()}
+    if shortlist is not None:
+        record["shortlist"] = shortlist
+    numpy_loop = OnnxStepModel(BundleConfig(directory, record))
+
+    def graph_search(max_batch):
+        return GraphSearch(directory / fmt.GENERATE_FILE, session_options(), model_config.decoder_layers,
+                           max_batch=max_batch, shortlist=shortlist is not None,
+                           vocab_size=model_config.target_vocab_size)
+
     # checked in padded batches of all the sources, whatever batches the Translator sends it
-    in_graph = GraphSearch(directory / fmt.GENERATE_FILE, session_options(), model_config.decoder_layers,
-                           max_batch=len(sources), shortlist=vocab_mask, vocab_size=model_config.target_vocab_size)
+    searches = [("", graph_search(len(sources)), None)]
+    if shortlist is not None:  # and on each sentence's candidates, one sentence a call
+        searches.append(("shortlist on, ", graph_search(1), Shortlist.from_file(directory / fmt.SHORTLIST_FILE,
+                                                                                 shortlist)))
     checked = {}
-    for label, options, checked_sources in (
-            ("greedy", DecodingOptions(), sources),
-            ("beam 4, length penalty 0", DecodingOptions(beam_size=4, length_penalty=0.0),
-             sources[:GRAPH_SEARCH_BEAM_SENTENCES]),
-            ("beam 4, length penalty 1", DecodingOptions(beam_size=4, length_penalty=1.0),
-             sources[:GRAPH_SEARCH_BEAM_SENTENCES])):
-        got = decode_sources(numpy_loop, checked_sources, options, model_config.max_target_length, in_graph)
-        expected = decode_sources(numpy_loop, checked_sources, options, model_config.max_target_length)
-        identical = sum(a == b for a, b in zip(got, expected))
-        checked[label] = f"{identical}/{len(checked_sources)}"
-        if identical != len(checked_sources):
-            raise ParityError(f"{fmt.GENERATE_FILE}: {label} search in onnxruntime gave other tokens than the "
-                              f"numpy loop for {len(checked_sources) - identical}/{len(checked_sources)} sentences")
+    for prefix, in_graph, restricted in searches:
+        for label, options, checked_sources in (
+                ("greedy", DecodingOptions(), sources),
+                ("beam 4, length penalty 0", DecodingOptions(beam_size=4, length_penalty=0.0),
+                 sources[:GRAPH_SEARCH_BEAM_SENTENCES]),
+                ("beam 4, length penalty 1", DecodingOptions(beam_size=4, length_penalty=1.0),
+                 sources[:GRAPH_SEARCH_BEAM_SENTENCES])):
+            label = prefix + label
+            cap = model_config.max_target_length
+            got = decode_sources(numpy_loop, checked_sources, options, cap, in_graph, shortlist=restricted)
+            expected = decode_sources(numpy_loop, checked_sources, options, cap, shortlist=restricted)
+            identical = sum(a == b for a, b in zip(got, expected))
+            checked[label] = f"{identical}/{len(checked_sources)}"
+            if identical != len(checked_sources):
+                raise ParityError(f"{fmt.GENERATE_FILE}: {label} search in onnxruntime gave other tokens than the "
+                                  f"numpy loop for {len(checked_sources) - identical}/{len(checked_sources)} sentences")
     log(f"{fmt.GENERATE_FILE}: the search inside onnxruntime gives the numpy loop's tokens "
         f"({', '.join(f'{k}: {v}' for k, v in checked.items())})")
-    inputs, outputs = fmt.generate_io_names(model_config.decoder_layers, vocab_mask)
+    inputs, outputs = fmt.generate_io_names(model_config.decoder_layers, shortlist is not None)
     return {"file": fmt.GENERATE_FILE, "inputs": inputs, "outputs": outputs, "built_by": GENERATE_BUILT_BY,
             "identical_to_numpy_loop": checked}
 
@@ -231,15 +248,15 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
                 onnx.save(convert_fused_decoder_step(model, opset, plain_cross_attention=True), tmp / fmt.DECODER_FILE)
             quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
                                                 model_config, log, plan)
-        generate = None
-        if not standard_ops:  # BeamSearch is onnxruntime's own operator
-            generate = _add_generation_graph(tmp, model_config, greedy_sources, log, vocab_mask=shortlist is not None)
         shortlisted = None
-        if shortlist is not None:
+        if shortlist is not None:  # decoder.onnx replaced by the one that takes vocab_ids
             from .shortlist import add_shortlist
 
             shortlisted = add_shortlist(tmp, run, model, model_config, opset, plan if exact_cross else None,
                                         shortlist, shortlist_frequent, greedy_sources, log)
+        generate = None
+        if not standard_ops:  # BeamSearch is onnxruntime's own operator
+            generate = _add_generation_graph(tmp, model_config, greedy_sources, log, shortlisted)
         shutil.copyfile(run.source_tokenizer_path, tmp / fmt.SOURCE_TOKENIZER_FILE)
         shutil.copyfile(run.target_tokenizer_path, tmp / fmt.TARGET_TOKENIZER_FILE)
         config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp, decoder_built_by, generate,

@@ -282,6 +282,8 @@ def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opse
     # (and `export/quantize.py`, for a large enough vocabulary, into int8 MatMulIntegerToFloat + Add).
     rows = g.node("Reshape", [h, g.constant("rows_shape", np.array([-1, hidden_dim], np.int64))], "final_rows")
     if shortlist:  # the projection of the given ids only: (C, D) rows and (C,) biases gathered, one Gemm
+        # (rows, not columns of a (D, V) kernel: Gather copies a row at a time, so a column gather costs
+        # ten times more; `export/quantize.py` makes this Gemm int8 as it does the full MatMul)
         kernel = g.constant("output_kernel_rows", np.ascontiguousarray(decoder.output[0].T))  # (V, D)
         chosen = g.node("Gather", [kernel, fmt.VOCAB_IDS], "shortlist_kernel", axis=0)  # (C, D)
         bias = g.node("Gather", [g.constant("output_bias", decoder.output[1]), fmt.VOCAB_IDS], "shortlist_bias",

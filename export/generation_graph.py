@@ -26,9 +26,15 @@ length_penalty with length = tokens + 1. With one beam it is greedy search. `ser
 says when it is used. The padding mask is computed here from PAD ids: the operator's own mask
 treats only left padding as padding.
 
+With a shortlist (serve/shortlist.py), decoder.onnx computes the logits of the ids in `vocab_ids` only;
+generate.onnx takes them as one more input (one sentence's candidates: the operator has no per-row mask),
+each subgraph reads them from the outer graph, and the logits go into rows of -inf over the whole
+vocabulary (`_scattered_logits`), so the operator's search is unchanged and only candidates can win.
+
 Inputs and outputs (names in `serve/bundle_format.py`):
     source_ids int32 (B, S), PAD-padded; max_length int32 (1,): tokens per output + 1 (BOS counts);
     num_beams int32 (1,); num_return_sequences int32 (1,); length_penalty float32 (1,)
+    [; vocab_ids int32 (C,), shortlist bundles]
     -> sequences int32 (B, N, T): BOS, the tokens, then EOS as padding (the finished hypothesis' own
        EOS is not stored; EOS never occurs inside a hypothesis, so the first EOS ends it);
        sequences_scores float32 (B, N).
@@ -84,10 +90,34 @@ def _dims(value) -> list:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
 
 
-def build_generation_graph(encoder_proto, decoder_proto, vocab_mask: bool = False):
-    """ModelProto of generate.onnx from a bundle's encoder.onnx and a decoder.onnx ModelProto (the one that
-    computes every logit). `vocab_mask`: one more input, BeamSearch's int32 (V,) mask of the tokens that
-    may be generated (a sentence's shortlist: serve/shortlist.py)."""
+def _scattered_logits(prefix: str, logits: str, vocab_size: int):
+    """Nodes and initializers that place a shortlist decoder's logits (B, C), those of the ids in the outer
+    graph's vocab_ids (C,), in (B, V) rows of -inf: the operator searches token ids, and a token outside
+    the candidates can never be chosen. Output: `prefix + "full_logits"`."""
+    from onnx import helper, numpy_helper
+
+    p = prefix
+    nodes = [
+        helper.make_node("Shape", [logits], [f"{p}logits_shape"]),  # [B, C]
+        helper.make_node("Unsqueeze", [fmt.VOCAB_IDS, f"{p}axis_0"], [f"{p}vocab_row"]),  # (1, C)
+        helper.make_node("Expand", [f"{p}vocab_row", f"{p}logits_shape"], [f"{p}columns"]),  # (B, C)
+        helper.make_node("Shape", [logits], [f"{p}rows"], start=0, end=1),
+        helper.make_node("Concat", [f"{p}rows", f"{p}vocab_size"], [f"{p}full_shape"], axis=0),  # [B, V]
+        helper.make_node("ConstantOfShape", [f"{p}full_shape"], [f"{p}unreachable"],
+                         value=numpy_helper.from_array(np.array([-np.inf], np.float32))),
+        helper.make_node("ScatterElements", [f"{p}unreachable", f"{p}columns", logits], [f"{p}full_logits"], axis=1),
+    ]
+    initializers = [numpy_helper.from_array(np.array([0], np.int64), f"{p}axis_0"),
+                    numpy_helper.from_array(np.array([vocab_size], np.int64), f"{p}vocab_size")]
+    return nodes, initializers
+
+
+def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, shortlist: bool = False):
+    """ModelProto of generate.onnx from a bundle's encoder.onnx and decoder.onnx ModelProtos.
+
+    `shortlist`: decoder.onnx is a shortlist bundle's (one more input, vocab_ids (C,); logits (B, C)), and
+    generate.onnx takes vocab_ids (C,) too, one sentence's candidates (serve/shortlist.py): each step
+    computes those logits only, scattered into -inf rows of V for the operator (`_scattered_logits`)."""
     from onnx import TensorProto, helper, numpy_helper
 
     def tensor(name, shape, dtype=TensorProto.FLOAT):
@@ -99,7 +129,6 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_mask: bool = Fals
     num_layers = sum(1 for value in encoder_proto.graph.output if value.name.startswith("cross_key_"))
     decoder_inputs = {value.name: value for value in decoder_proto.graph.input}
     _, num_heads, _, head_dim = _dims(decoder_inputs[fmt.past_key_name(0)])
-    vocab_size = _dims(decoder_proto.graph.output[0])[1]
     hidden_dim = _dims(encoder_proto.graph.output[0])[2]
     # Per layer and cache half: the bundle's names of its past, present and cross tensor.
     caches = [(i, kv, past(i), present(i), cross(i)) for i in range(num_layers) for kv, past, present, cross in (
@@ -108,15 +137,21 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_mask: bool = Fals
 
     # The loop's step: decoder.onnx under the operator's names.
     step_inputs = {fmt.TOKEN_IDS: "input_ids", fmt.POSITION: "step/position", fmt.SOURCE_MASK: "step/source_mask"}
+    if shortlist:
+        step_inputs[fmt.VOCAB_IDS] = fmt.VOCAB_IDS  # the outer graph's input, read from inside the loop
     for i, kv, past, _, cross in caches:
         step_inputs.update({cross: f"past_{kv}_cross_{i}", past: f"past_{kv}_self_{i}"})
     nodes, step_weights, value_info, names = _copied_graph(decoder_proto.graph, "step/", step_inputs)
+    step_logits = names[fmt.LOGITS]
+    if shortlist:
+        scatter, scatter_weights = _scattered_logits("step/", step_logits, vocab_size)
+        nodes, step_weights, step_logits = nodes + scatter, step_weights + scatter_weights, "step/full_logits"
     step = [helper.make_node("Cast", ["encoder_attention_mask"], ["step/source_mask"], to=TensorProto.BOOL),
             helper.make_node("Shape", ["past_key_self_0"], ["step/past_length"], start=2, end=3),
             helper.make_node("Cast", ["step/past_length"], ["step/past_length_int32"], to=TensorProto.INT32),
             helper.make_node("Squeeze", ["step/past_length_int32"], ["step/position"]),
             *nodes,
-            helper.make_node("Unsqueeze", [names[fmt.LOGITS], "step/axis_1"], ["logits"])]
+            helper.make_node("Unsqueeze", [step_logits, "step/axis_1"], ["logits"])]
     step += [helper.make_node("Identity", [names[present]], [f"present_{kv}_self_{i}"])
              for i, kv, _, present, _ in caches]
     decoder_graph = helper.make_graph(
@@ -134,15 +169,22 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_mask: bool = Fals
         encoder_proto.graph, "encoder/", {fmt.SOURCE_IDS: "encoder_input_ids"})
     first_inputs = {fmt.TOKEN_IDS: "decoder_input_ids", fmt.POSITION: "first/position",
                     fmt.SOURCE_MASK: "first/source_mask"}
+    if shortlist:
+        first_inputs[fmt.VOCAB_IDS] = fmt.VOCAB_IDS
     for _, _, past, _, cross in caches:
         first_inputs.update({cross: encoded[cross], past: "first/empty_cache"})
     first_nodes, first_weights, first_info, first = _copied_graph(decoder_proto.graph, "first/", first_inputs)
+    first_logits = first[fmt.LOGITS]
+    if shortlist:
+        scatter, scatter_weights = _scattered_logits("first/", first_logits, vocab_size)
+        first_nodes, first_weights, first_logits = first_nodes + scatter, first_weights + scatter_weights, \
+            "first/full_logits"
     start = [helper.make_node("Cast", ["encoder_attention_mask"], ["first/source_mask"], to=TensorProto.BOOL),
              helper.make_node("Shape", ["encoder_input_ids"], ["first/batch"], start=0, end=1),
              helper.make_node("Concat", ["first/batch", "first/cache_dims"], ["first/cache_shape"], axis=0),
              helper.make_node("ConstantOfShape", ["first/cache_shape"], ["first/empty_cache"],
                               value=const("zero", np.zeros(1, np.float32)))]
-    finish = [helper.make_node("Unsqueeze", [first[fmt.LOGITS], "first/axis_1"], ["logits"]),
+    finish = [helper.make_node("Unsqueeze", [first_logits, "first/axis_1"], ["logits"]),
               helper.make_node("Identity", [encoded[fmt.ENCODER_OUTPUT]], ["encoder_hidden_states"])]
     finish += [helper.make_node("Identity", [first[present]], [f"present_{kv}_self_{i}"])
                for i, kv, _, present, _ in caches]
@@ -168,7 +210,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_mask: bool = Fals
         helper.make_node(
             "BeamSearch",
             [fmt.SOURCE_IDS, fmt.GENERATE_MAX_LENGTH, "min_length", fmt.GENERATE_NUM_BEAMS, fmt.GENERATE_NUM_RETURN,
-             fmt.GENERATE_LENGTH_PENALTY, "", fmt.GENERATE_VOCAB_MASK if vocab_mask else "", "", "attention_mask"],
+             fmt.GENERATE_LENGTH_PENALTY, "", "", "", "attention_mask"],
             [fmt.GENERATE_SEQUENCES, fmt.GENERATE_SCORES], name="search", domain="com.microsoft",
             encoder=encoder_graph, decoder=decoder_graph, model_type=1, vocab_size=vocab_size,
             decoder_start_token_id=fmt.BOS_ID, eos_token_id=fmt.EOS_ID,
@@ -181,7 +223,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_mask: bool = Fals
          tensor(fmt.GENERATE_MAX_LENGTH, [1], TensorProto.INT32),
          tensor(fmt.GENERATE_NUM_BEAMS, [1], TensorProto.INT32),
          tensor(fmt.GENERATE_NUM_RETURN, [1], TensorProto.INT32), tensor(fmt.GENERATE_LENGTH_PENALTY, [1])]
-        + ([tensor(fmt.GENERATE_VOCAB_MASK, [vocab_size], TensorProto.INT32)] if vocab_mask else []),
+        + ([tensor(fmt.VOCAB_IDS, ["candidates"], TensorProto.INT32)] if shortlist else []),
         [tensor(fmt.GENERATE_SEQUENCES, ["batch", "hypotheses", "length"], TensorProto.INT32),
          tensor(fmt.GENERATE_SCORES, ["batch", "hypotheses"])],
         [const("pad_id", np.array(fmt.PAD_ID, np.int32)),

@@ -65,7 +65,9 @@ def quantize_columns(weight: np.ndarray, levels: int) -> tuple[np.ndarray, np.nd
 def quantize_model(model, plan: Int8Plan = Int8Plan()):
     """An onnx ModelProto with every MatMul(A, constant 2-D W of `plan.min_weight_elements` or more)
     replaced by the row-int8 chain (`_row_int8_nodes`), the Dense layer's bias Add included; returns
-    (model, number of matmuls replaced). Matmuls of two activations (attention) stay float32."""
+    (model, number of matmuls replaced). A Gemm on a constant's gathered rows (the shortlist's projection,
+    Wᵀ's rows) gets the same int8 columns of W gathered, so each logit is the full int8 graph's to the bit.
+    Matmuls of two activations (attention) stay float32."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -77,29 +79,41 @@ def quantize_model(model, plan: Int8Plan = Int8Plan()):
             uses[name] = uses.get(name, 0) + 1
             consumers.setdefault(name, []).append(node)
     graph_outputs = {output.name for output in graph.output}
-    nodes, new_initializers, dropped, replaced, fused_adds = [], [], set(), 0, set()
+    producers = {output: node for node in graph.node for output in node.output}
+    nodes, new_initializers, dropped, replaced, absorbed = [], [], set(), 0, set()
     row_scales: dict[str, tuple] = {}  # activation name -> (its uint8 rows, their scales): shared by matmuls
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    gathers = {}  # id(Gemm) -> its weight's Gather (the shortlist's projection: rows chosen per batch)
     for node in graph.node:
-        if id(node) in fused_adds:
+        gather = _gathered_rows(node, producers, initializers, uses, graph_outputs, plan)
+        if gather is not None:
+            gathers[id(node)] = gather
+            absorbed.add(id(gather))  # replaced by Gathers of the int8 rows and their scales
+    for node in graph.node:
+        if id(node) in absorbed:
             continue
-        weight = _int8_weight(node, initializers, plan)
+        gather = gathers.get(id(node))
+        weight = _int8_weight(node, initializers, plan) if gather is None else initializers[gather.input[0]]
         if weight is None:
             nodes.append(node)
             continue
-        n = weight.dims[1]
-        add = _bias_add(node, consumers, initializers, graph_outputs, n)  # Dense's bias, folded in when there
-        bias = None if add is None else (add.input[1] if add.input[1] in initializers else add.input[0])
+        matrix = numpy_helper.to_array(weight).astype(np.float32)  # (K, N); a gathered Gemm's is stored (N, K)
+        if gather is None:
+            add = _bias_add(node, consumers, initializers, graph_outputs, weight.dims[1])  # Dense's bias, folded in
+            bias = None if add is None else (add.input[1] if add.input[1] in initializers else add.input[0])
+        else:
+            matrix, add, bias = matrix.T, None, node.input[2] if len(node.input) > 2 and node.input[2] else None
+        constant = weight.name
         replacement, weights = _row_int8_nodes(
-            node.input[0], numpy_helper.to_array(weight).astype(np.float32), bias, list((add or node).output),
-            f"{node.input[1]}_int8_{replaced}", row_scales, opset, plan.weight_levels)
+            node.input[0], matrix, bias, list((add or node).output), f"{constant}_int8_{replaced}", row_scales, opset,
+            plan.weight_levels, chosen=None if gather is None else gather.input[1])
         nodes += replacement
         new_initializers += weights
         if add is not None:
-            fused_adds.add(id(add))
-        uses[node.input[1]] -= 1
-        if uses[node.input[1]] == 0:
-            dropped.add(node.input[1])
+            absorbed.add(id(add))
+        uses[constant] -= 1
+        if uses[constant] == 0:
+            dropped.add(constant)
         replaced += 1
     del graph.node[:]
     graph.node.extend(nodes)
@@ -116,13 +130,38 @@ def quantize_model(model, plan: Int8Plan = Int8Plan()):
 
 def _int8_weight(node, initializers: dict, plan: Int8Plan):
     """The constant float (K, N) weight of a MatMul node that `plan` makes int8, else None."""
+    if node.op_type != "MatMul" or len(node.input) != 2:
+        return None
+    return _int8_constant(node.input[1], initializers, plan)
+
+
+def _int8_constant(name: str, initializers: dict, plan: Int8Plan):
+    """The constant float (K, N) weight named `name` when `plan` makes it int8, else None."""
     from onnx import TensorProto
 
-    weight = initializers.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+    weight = initializers.get(name)
     if (weight is None or len(weight.dims) != 2 or weight.dims[0] * weight.dims[1] < plan.min_weight_elements
             or weight.data_type != TensorProto.FLOAT):
         return None
     return weight
+
+
+def _gathered_rows(node, producers: dict, initializers: dict, uses: dict, graph_outputs: set, plan: Int8Plan):
+    """For Gemm(A, Gather(constant float (N, K), ids, axis=0), bias, transB=1) whose weight `plan` makes
+    int8 (the shortlist's output projection, export/fused_graphs.py), that Gather node, else None."""
+    if node.op_type != "Gemm" or len(node.input) < 2:
+        return None
+    attributes = {attribute.name: attribute for attribute in node.attribute}
+    if (attributes.get("transB") is None or attributes["transB"].i != 1 or "transA" in attributes and
+            attributes["transA"].i != 0 or any(name in attributes and attributes[name].f != 1.0
+                                               for name in ("alpha", "beta"))):
+        return None
+    gather = producers.get(node.input[1])
+    if (gather is None or gather.op_type != "Gather" or uses.get(node.input[1]) != 1
+            or node.input[1] in graph_outputs):
+        return None
+    axis = next((attribute.i for attribute in gather.attribute if attribute.name == "axis"), 0)
+    return gather if axis == 0 and _int8_constant(gather.input[0], initializers, plan) is not None else None
 
 
 def has_int8_weights(*paths, plan: Int8Plan = Int8Plan()) -> bool:
@@ -142,12 +181,14 @@ ROW_INT8_CONSTANTS = {"row_int8_tiny": np.array(1e-30, np.float32),
                       "row_int8_zero_point": np.array(128, np.uint8)}
 
 
-def _row_int8_nodes(activation, weight, bias, outputs, prefix, row_scales, opset, levels):
+def _row_int8_nodes(activation, weight, bias, outputs, prefix, row_scales, opset, levels, chosen=None):
     """Nodes computing activation (..., K) @ weight (K, N) [+ bias] with int8 arithmetic that depends on
     each row alone: the row is scaled by 127 / max |row| and rounded to uint8 around 128, W as
     `quantize_columns(weight, levels)`, MatMulIntegerToFloat adds exact int32 products and scales
     them back per row and column. Returns (nodes, initializers); `row_scales` caches one activation's
-    quantized rows for every matmul that reads it."""
+    quantized rows for every matmul that reads it. `chosen` (int ids (C,)): the product with those
+    columns of W only, (..., C), each as the full product computes it (its int8 column and scale gathered;
+    stored as (N, K) rows, since Gather copies a row at a time)."""
     from onnx import helper, numpy_helper
 
     nodes = []
@@ -170,9 +211,19 @@ def _row_int8_nodes(activation, weight, bias, outputs, prefix, row_scales, opset
     weight_zero_point = []  # uint8 x int8: 255 * 63 * 2 < 32767, no int16 pair sum saturates
     if levels == 127:  # uint8 x uint8 (onnxruntime's x86 uint8 x int8 kernel could saturate at 8 bits)
         quantized, weight_zero_point = (quantized.astype(np.int16) + 128).astype(np.uint8), ["row_int8_zero_point"]
-    initializers = [numpy_helper.from_array(quantized, f"{prefix}_weight"),  # (K, N)
-                    numpy_helper.from_array(column_scales / np.float32(127.0), f"{prefix}_column_scales")]
-    inputs = [rows, f"{prefix}_weight", row_range, f"{prefix}_column_scales", "row_int8_zero_point",
+    weight_name, scales_name = f"{prefix}_weight", f"{prefix}_column_scales"
+    initializers = [numpy_helper.from_array(quantized if chosen is None else np.ascontiguousarray(quantized.T),
+                                            weight_name),  # (K, N), or (N, K) to gather rows
+                    numpy_helper.from_array(column_scales / np.float32(127.0), scales_name)]
+    if chosen is not None:  # (C, K) -> (K, C), and (C,)
+        nodes += [helper.make_node("Gather", [weight_name, chosen], [f"{prefix}_chosen_rows"],
+                                   name=f"{prefix}_chosen_rows", axis=0),
+                  helper.make_node("Transpose", [f"{prefix}_chosen_rows"], [f"{prefix}_chosen_weight"],
+                                   name=f"{prefix}_chosen_weight", perm=[1, 0]),
+                  helper.make_node("Gather", [scales_name, chosen], [f"{prefix}_chosen_scales"],
+                                   name=f"{prefix}_chosen_scales", axis=0)]
+        weight_name, scales_name = f"{prefix}_chosen_weight", f"{prefix}_chosen_scales"
+    inputs = [rows, weight_name, row_range, scales_name, "row_int8_zero_point",
               *weight_zero_point]  # no bias input: with a per-row A scale, onnxruntime scales the bias too
     product = outputs[0] if bias is None else f"{prefix}_product"
     # (rows - 128) @ W_q exactly in int32, times max |row| per row and column scale / 127 per column

@@ -62,9 +62,9 @@ def search_sources(model: decoding.StepModel, sources: list[list[int]], options:
     order = sorted(range(len(sources)), key=lambda j: (len(sources[j]), j))
     for batch in _batches(order, sources, options):
         batch_sources = [sources[j] for j in batch]
-        if graph_search is not None and len(batch) <= graph_search.max_batch:
-            masks = None if shortlist is None else [shortlist.vocab_mask(source) for source in batch_sources]
-            found = graph_search.search(pad_batch(batch_sources), max_length, options, masks)
+        if graph_search is not None and len(batch) <= graph_search.max_batch and (shortlist is None or len(batch) == 1):
+            vocab_ids = None if shortlist is None else shortlist.candidates(batch_sources[0])
+            found = graph_search.search(pad_batch(batch_sources), max_length, options, vocab_ids)
         elif shortlist is not None:
             vocab_ids, allowed = shortlist.for_batch(batch_sources)
             state = model.start(pad_batch(batch_sources), shortlist=(vocab_ids, allowed))

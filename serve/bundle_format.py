@@ -52,7 +52,6 @@ GENERATE_NUM_RETURN = "num_return_sequences"  # int32 (1,): N hypotheses per sen
 GENERATE_LENGTH_PENALTY = "length_penalty"  # float32 (1,): scores are log-prob sums / length ** this
 GENERATE_SEQUENCES = "sequences"  # int32 (B, N, T): BOS, tokens, EOS padding (first EOS ends it)
 GENERATE_SCORES = "sequences_scores"  # float32 (B, N)
-GENERATE_VOCAB_MASK = "vocab_mask"  # int32 (V,), shortlist bundles only: 1 = the token may be generated
 
 
 def cross_key_name(layer: int) -> str:
@@ -107,7 +106,7 @@ def decoder_io_names(decoder_layers: int, shortlist: bool = False) -> tuple[list
 def generate_io_names(decoder_layers: int, shortlist: bool = False) -> tuple[list[str], list[str]]:
     """generate.onnx's (inputs, outputs), in order (the same for any number of layers)."""
     inputs = [SOURCE_IDS, GENERATE_MAX_LENGTH, GENERATE_NUM_BEAMS, GENERATE_NUM_RETURN, GENERATE_LENGTH_PENALTY]
-    return inputs + ([GENERATE_VOCAB_MASK] if shortlist else []), [GENERATE_SEQUENCES, GENERATE_SCORES]
+    return inputs + ([VOCAB_IDS] if shortlist else []), [GENERATE_SEQUENCES, GENERATE_SCORES]
 
 
 SPECIAL_IDS = {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID}  # config.json's special_ids

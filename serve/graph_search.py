@@ -37,8 +37,8 @@ class GraphSearch:
                  shortlist: bool = False, vocab_size: int | None = None):
         self.session = inference_session(path, options)
         self.max_batch = max_batch  # the Translator uses the numpy loop for larger batches
-        self.shortlisted = shortlist  # generate.onnx then takes a vocab_mask (BeamSearch's)
-        self.every_token = np.ones(vocab_size or 0, np.int32)
+        self.shortlisted = shortlist  # generate.onnx then takes vocab_ids, one sentence's candidates
+        self.every_id = np.arange(vocab_size or 0, dtype=np.int32)
         check_graph_io(path, self.session, decoder_layers, lambda layers: fmt.generate_io_names(layers, shortlist))
 
     @staticmethod
@@ -50,17 +50,16 @@ class GraphSearch:
         return not options.samples and not options.changes_logits and options.patience == 1.0 and max_length >= 2
 
     def search(self, source_ids: np.ndarray, max_length: int, options: DecodingOptions,
-               vocab_masks: list[np.ndarray] | None = None) -> list[list[Hypothesis]]:
+               vocab_ids: np.ndarray | None = None) -> list[list[Hypothesis]]:
         """source_ids int32 (B, S), PAD-padded -> per sentence its `num_hypotheses` best, best first
         (as `decoding.search`; log-probabilities are summed in float32 here, in float64 there). With a
-        shortlist, `vocab_masks` holds one sentence's int32 (V,) mask (the operator takes one per batch)."""
+        shortlist bundle, `vocab_ids` int32 (C,) are the batch's candidates (`Shortlist.candidates`: the
+        operator has no per-row mask, so the Translator sends one sentence a call); None: every id."""
         if not self.handles(options, max_length):
             raise ValueError("GraphSearch: these settings need the numpy decoding loop (see GraphSearch.handles)")
         feeds = {}
         if self.shortlisted:
-            if vocab_masks is not None and len(vocab_masks) != 1:
-                raise ValueError(f"GraphSearch: a vocab mask is one sentence's, got a batch of {len(vocab_masks)}")
-            feeds[fmt.GENERATE_VOCAB_MASK] = vocab_masks[0] if vocab_masks is not None else self.every_token
+            feeds[fmt.VOCAB_IDS] = self.every_id if vocab_ids is None else np.asarray(vocab_ids, np.int32)
         sequences, scores = self.session.run(None, {**feeds,
             fmt.SOURCE_IDS: np.ascontiguousarray(source_ids, dtype=np.int32),
             fmt.GENERATE_MAX_LENGTH: np.array([max_length + 1], np.int32),  # BOS counts

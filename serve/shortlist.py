@@ -58,9 +58,3 @@ class Shortlist:
         vocab_ids = own[0] if len(own) == 1 else np.unique(np.concatenate(own)).astype(np.int32)
         allowed = np.stack([np.isin(vocab_ids, ids, assume_unique=True) for ids in own])  # (B, C)
         return vocab_ids, allowed
-
-    def vocab_mask(self, source: list[int]) -> np.ndarray:
-        """int32 (V,): 1 for the sentence's candidates (generate.onnx's BeamSearch `vocab_mask`)."""
-        mask = np.zeros(self.target_vocab_size, np.int32)
-        mask[self.candidates(source)] = 1
-        return mask

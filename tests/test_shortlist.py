@@ -6,6 +6,8 @@ and like itself alone and batched when it does not."""
 import json
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
 from keras_transformer.export.shortlist import estimate, vmap_lines
@@ -39,7 +41,45 @@ def test_a_batch_computes_the_union_and_each_row_keeps_its_own_candidates():
     vocab, allowed = shortlist.for_batch([[0], [1]])
     assert vocab.tolist() == [1, 2, 3, 5, 7, 8, 9]
     assert allowed.tolist() == [[True] * 6 + [False], [True] * 5 + [False, True]]
-    assert np.flatnonzero(shortlist.vocab_mask([1])).tolist() == [1, 2, 3, 5, 7, 9]
+
+
+def test_int8_on_gathered_rows_gives_the_full_int8_products_columns_to_the_bit():
+    """The shortlist's projection, Gemm(A, Gather(Wᵀ, ids), bias[ids], transB=1), quantized as the full
+    MatMul(A, W) + bias is: the same int8 columns and scales, so each logit is the full graph's."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from keras_transformer.export.quantize import Int8Plan, quantize_model
+
+    rng = np.random.default_rng(4)
+    weight = (rng.normal(size=(32, 50)) * 0.2).astype(np.float32)  # (K, N)
+    bias = rng.normal(size=50).astype(np.float32)
+    inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", 32]),
+              helper.make_tensor_value_info("ids", TensorProto.INT32, ["C"])]
+    gathered = helper.make_graph(
+        [helper.make_node("Gather", ["W_rows", "ids"], ["chosen"], axis=0),
+         helper.make_node("Gather", ["b", "ids"], ["chosen_bias"], axis=0),
+         helper.make_node("Gemm", ["A", "chosen", "chosen_bias"], ["Y"], transB=1)],
+        "gathered", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", "C"])],
+        [numpy_helper.from_array(np.ascontiguousarray(weight.T), "W_rows"), numpy_helper.from_array(bias, "b")])
+    full = helper.make_graph(
+        [helper.make_node("MatMul", ["A", "W"], ["P"]), helper.make_node("Add", ["P", "b"], ["Y"])],
+        "full", inputs[:1], [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", 50])],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")])
+    plan = Int8Plan(min_weight_elements=0)
+    sessions = []
+    for graph in (gathered, full):
+        model, replaced = quantize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), plan)
+        op_types = {node.op_type for node in model.graph.node}
+        assert replaced == 1 and not op_types & {"MatMul", "Gemm"} and "MatMulIntegerToFloat" in op_types
+        assert not {"W", "W_rows"} & {init.name for init in model.graph.initializer}  # the float copy is gone
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        sessions.append(ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]))
+    rows = rng.normal(size=(6, 32)).astype(np.float32)
+    every = sessions[1].run(None, {"A": rows})[0]
+    np.testing.assert_allclose(every, rows @ weight + bias, atol=0.03 * np.abs(rows @ weight).max())
+    for ids in (np.array([0, 7, 49, 3], np.int32), np.arange(50, dtype=np.int32), np.array([5], np.int32)):
+        assert np.array_equal(sessions[0].run(None, {"A": rows, "ids": ids})[0], every[:, ids])
 
 
 class Logits:
@@ -131,8 +171,32 @@ def test_a_shortlist_bundle_is_batch_invariant_restricted_and_can_be_turned_off(
             assert set(result.target_ids) <= allowed
     off = translator.translate(SENTENCES, use_shortlist=False, beam_size=2)
     assert off == Translator(tiny_bundle).translate(SENTENCES, beam_size=2)  # the whole vocabulary again
-    in_graph = Translator(shortlist_bundle)  # generate.onnx with BeamSearch's vocab_mask, one sentence a call
-    assert in_graph.translate(SENTENCES, batch_size=1) == translator.translate(SENTENCES, batch_size=1)
+    in_graph = Translator(shortlist_bundle)  # generate.onnx on the sentence's candidates, one sentence a call
+    for beam_size in (1, 4):
+        assert in_graph.translate(SENTENCES, batch_size=1, beam_size=beam_size) == translator.translate(
+            SENTENCES, batch_size=1, beam_size=beam_size)
+    generate = config["graphs"]["generate"]
+    assert fmt.VOCAB_IDS in generate["inputs"] and "shortlist on, greedy" in generate["identical_to_numpy_loop"]
+
+
+def test_int8_with_a_shortlist_of_every_token_translates_as_the_int8_bundle(tiny_run, tmp_path_factory):
+    """int8 and the shortlist together: the gathered projection is quantized as the full one (the
+    export's own check, given every id, refused every trained model before), greedy and beam."""
+    from keras_transformer.export.exporter import export_bundle
+    from tests.test_int8_batch_invariance import SMALL_WEIGHTS_TOO
+
+    out = tmp_path_factory.mktemp("bundles")
+    export_bundle(tiny_run, out / "int8", int8=True, int8_plan=SMALL_WEIGHTS_TOO, log=lambda *a: None)
+    export_bundle(tiny_run, out / "int8-every", int8=True, int8_plan=SMALL_WEIGHTS_TOO, shortlist=2,
+                  shortlist_frequent=10_000, log=lambda *a: None)
+    int8_matmuls = [[node.op_type for node in onnx.load(out / name / fmt.DECODER_FILE).graph.node].count(
+        "MatMulIntegerToFloat") for name in ("int8", "int8-every")]
+    assert int8_matmuls[0] == int8_matmuls[1] > 0  # the projection is int8 in both
+    for options in (dict(), dict(beam_size=4, length_penalty=1.0)):
+        full = Translator(out / "int8").translate_batch(SENTENCES, **options)
+        for graph_search in (True, False):
+            got = Translator(out / "int8-every", graph_search=graph_search).translate_batch(SENTENCES, **options)
+            assert [r.target_ids for r in got] == [r.target_ids for r in full]
 
 
 def test_ctranslate2s_vocabulary_map_lists_the_same_candidates():
