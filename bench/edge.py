@@ -3,7 +3,7 @@ and int8, with and without the vocabulary shortlist, and CTranslate2 on the same
 without its vocabulary map built from the same shortlist.
 
     python -m bench.edge --test SPEC --model teacher=RUN --model NAME=RUN [--model ...]
-                         [--shortlist K] [--ct2 NAME] [--out bench/RESULTS-edge.md] [--work DIR]
+                         [--shortlist K] [--frequent N] [--ct2 NAME] [--out bench/RESULTS-edge.md] [--work DIR]
 
 For every model, in one run, 1 thread: its bundles (fp32, int8, and each with `--shortlist K`; exported
 into --work once), their size; sacreBLEU and chrF++ on the test SPEC with beam 4 and greedy (fp32, with
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench.common import machine_description, markdown_table
 from bench.recipe_data import ROOT
+from keras_transformer.export.exporter import SHORTLIST_FREQUENT
 
 BEAM = 4
 
@@ -40,18 +41,19 @@ class Model:
     refused: dict = field(default_factory=dict)  # (precision, shortlist) -> why export refused it
 
 
-def export_bundles(model: Model, work: Path, shortlist: int, log) -> None:
+def export_bundles(model: Model, work: Path, shortlist: int, frequent: int, log) -> None:
     from keras_transformer.export.exporter import export_bundle
     from keras_transformer.export.parity import ParityError
 
     for precision in ("fp32", "int8"):
         for listed in (False, True):
-            out = work / f"{model.name}-{precision}{'-shortlist' if listed else ''}"
+            out = work / f"{model.name}-{precision}{f'-shortlist-{shortlist}-{frequent}' if listed else ''}"
             if not (out / "config.json").is_file():
                 log(f"[edge] exporting {out.name}")
                 try:
                     export_bundle(model.run, out, int8=precision == "int8", force=out.exists(),
-                                  shortlist=shortlist if listed else None, log=lambda *a: None)
+                                  shortlist=shortlist if listed else None, shortlist_frequent=frequent,
+                                  log=lambda *a: None)
                 except ParityError as error:  # export refuses a bundle that fails its check: recorded, not timed
                     log(f"[edge] {out.name}: export refused: {error}")
                     model.refused[precision, listed] = str(error)
@@ -170,7 +172,7 @@ def run(args) -> str:
     pairs = read_parallel_corpus(args.test)[0]
     texts = [s for s, _ in pairs]
     for model in models:
-        export_bundles(model, work, args.shortlist, log)
+        export_bundles(model, work, args.shortlist, args.frequent, log)
     figures = {model.name: quality(model, pairs, log) for model in models}
     speed = speeds(models, texts, args.single, args.passes, log)
     teacher = "teacher" if any(m.name == "teacher" for m in models) else models[0].name
@@ -208,7 +210,7 @@ def run(args) -> str:
         markdown_table(["model", "shape", "bundle MB fp32 / int8", f"BLEU beam {BEAM}", f"chrF++ beam {BEAM}",
                         "BLEU greedy", "sent/s b1 fp32", "sent/s b1 int8", "sent/s b32 fp32", "sent/s b32 int8",
                         f"b1 fp32 × {teacher}"], rows), "",
-        f"## The vocabulary shortlist (K = {args.shortlist} per source token, 50 frequent)", "",
+        f"## The vocabulary shortlist (K = {args.shortlist} per source token, {args.frequent} frequent)", "",
         markdown_table(["model", "candidates a sentence", f"BLEU beam {BEAM} off → on", "outputs unchanged",
                         "BLEU greedy off → on", "outputs unchanged", "speed-up b1 fp32", "speed-up b1 int8",
                         "speed-up b32 fp32", "speed-up b32 int8"], shortlist_rows), "",
@@ -232,6 +234,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", action="append", required=True, metavar="NAME=RUN")
     parser.add_argument("--test", default=str(ROOT.parent / "shared" / "data" / "en-de-multi30k" / "test2016.tsv"))
     parser.add_argument("--shortlist", type=int, default=50, metavar="K")
+    parser.add_argument("--frequent", type=int, default=SHORTLIST_FREQUENT, metavar="N",
+                        help="the shortlist's most frequent target tokens (export --shortlist-frequent)")
     parser.add_argument("--single", type=int, default=200, help="sentences timed one per call (batch 1)")
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--ct2", action="append", metavar="NAME", help="compare with CTranslate2 on this model")

@@ -92,8 +92,7 @@ def _add_generation_graph(directory: Path, model_config, sources, log, shortlist
 
     def graph_search(max_batch):
         return GraphSearch(directory / fmt.GENERATE_FILE, session_options(), model_config.decoder_layers,
-                           max_batch=max_batch, shortlist=shortlist is not None,
-                           vocab_size=model_config.target_vocab_size)
+                           max_batch=max_batch, shortlist=shortlist is not None)
 
     # checked in padded batches of all the sources, whatever batches the Translator sends it
     searches = [("", graph_search(len(sources)), None)]

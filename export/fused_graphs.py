@@ -229,8 +229,8 @@ def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opse
     (`export.quantize.exact_cross_attention`).
 
     `shortlist`: one more input, vocab_ids int32 (C,), and logits (B, C) for those ids only: the
-    output projection's rows are gathered (Gather on a (V, D) copy of the projection, then one Gemm), so
-    the step does C / V of the projection's work (serve/shortlist.py).
+    output projection's rows are gathered, so the step does C / V of the projection's work
+    (`_shortlist_projection`, serve/shortlist.py); no ids (C = 0): every logit, (B, V).
     """
     from onnx import TensorProto, helper
 
@@ -281,14 +281,8 @@ def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opse
     # Pre-softmax linear map on (B, D) rows: MatMul + Add, which onnxruntime fuses into one Gemm
     # (and `export/quantize.py`, for a large enough vocabulary, into int8 MatMulIntegerToFloat + Add).
     rows = g.node("Reshape", [h, g.constant("rows_shape", np.array([-1, hidden_dim], np.int64))], "final_rows")
-    if shortlist:  # the projection of the given ids only: (C, D) rows and (C,) biases gathered, one Gemm
-        # (rows, not columns of a (D, V) kernel: Gather copies a row at a time, so a column gather costs
-        # ten times more; `export/quantize.py` makes this Gemm int8 as it does the full MatMul)
-        kernel = g.constant("output_kernel_rows", np.ascontiguousarray(decoder.output[0].T))  # (V, D)
-        chosen = g.node("Gather", [kernel, fmt.VOCAB_IDS], "shortlist_kernel", axis=0)  # (C, D)
-        bias = g.node("Gather", [g.constant("output_bias", decoder.output[1]), fmt.VOCAB_IDS], "shortlist_bias",
-                      axis=0)  # (C,)
-        g.node("Gemm", [rows, chosen, bias], fmt.LOGITS, transB=1)  # (B, C)
+    if shortlist:
+        _shortlist_projection(g, rows, decoder.output)
     else:
         logits = g.node("MatMul", [rows, g.constant("output_kernel", decoder.output[0])], "logits_unbiased")
         g.node("Add", [logits, g.constant("output_bias", decoder.output[1])], fmt.LOGITS)
@@ -310,6 +304,31 @@ def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opse
     model = g.model("decoder_step", inputs, outputs, opset)
     model.graph.value_info.extend(value_infos)
     return model
+
+
+def _shortlist_projection(g: _Graph, rows: str, output) -> None:
+    """logits for a shortlist decoder: with vocab_ids (C,) the projection of those ids only, their (C, D) rows
+    and (C,) biases gathered, one Gemm -> (B, C); with no ids (C = 0: the shortlist turned off) every
+    logit, one Gemm on the whole (V, D) table -> (B, V), as fast as a bundle without a shortlist.
+
+    Rows, not columns of a (D, V) kernel: Gather copies a row at a time, so a column gather costs ten
+    times more. `export/quantize.py` makes both Gemms int8 as it does the full MatMul."""
+    from onnx import TensorProto, helper
+
+    kernel = g.constant("output_kernel_rows", np.ascontiguousarray(output[0].T))  # (V, D)
+    bias = g.constant("output_bias", output[1])  # (V,)
+    size = g.node("Size", [fmt.VOCAB_IDS], "vocab_ids_size")
+    every = g.node("Equal", [size, g.constant("no_ids", np.array(0, np.int64))], "every_id")
+    logits = lambda name: [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)]  # noqa: E731
+    whole = helper.make_graph([helper.make_node("Gemm", [rows, kernel, bias], ["every_logits"], name="every_logits",
+                                                transB=1)], "every_id", [], logits("every_logits"))
+    chosen = helper.make_graph([
+        helper.make_node("Gather", [kernel, fmt.VOCAB_IDS], ["shortlist_kernel"], name="shortlist_kernel", axis=0),
+        helper.make_node("Gather", [bias, fmt.VOCAB_IDS], ["shortlist_bias"], name="shortlist_bias", axis=0),
+        helper.make_node("Gemm", [rows, "shortlist_kernel", "shortlist_bias"], ["candidate_logits"],
+                         name="candidate_logits", transB=1),
+    ], "candidates", [], logits("candidate_logits"))
+    g.node("If", [every], fmt.LOGITS, then_branch=whole, else_branch=chosen)
 
 
 def _plain_attention(g: _Graph, p, query, query_bias, layer, mask_bias, num_heads, head_dim):

@@ -68,16 +68,26 @@ def _copied_graph(graph, prefix: str, inputs: dict):
         copied = copy.deepcopy(tensor)
         copied.name = name(tensor.name)
         initializers.append(copied)
-    nodes = []
-    for node in graph.node:
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            raise ValueError(f"node {node.name} ({node.op_type}) has a subgraph; generate.onnx does not nest them")
+    def renamed(node):  # a copy, its subgraphs' values renamed by the same map (If branches: no own inputs)
+        if any(a.type == onnx.AttributeProto.GRAPHS for a in node.attribute):
+            raise ValueError(f"node {node.name} ({node.op_type}) has a list of subgraphs; generate.onnx does not "
+                             "copy those")
         copied = copy.deepcopy(node)
         copied.name = prefix + node.name
         del copied.input[:], copied.output[:]
         copied.input.extend(name(value) for value in node.input)
         copied.output.extend(name(value) for value in node.output)
-        nodes.append(copied)
+        for attribute in copied.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                subgraph = attribute.g
+                branch = [renamed(inner) for inner in subgraph.node]
+                del subgraph.node[:]
+                subgraph.node.extend(branch)
+                for value in [*subgraph.input, *subgraph.output, *subgraph.value_info, *subgraph.initializer]:
+                    value.name = name(value.name)
+        return copied
+
+    nodes = [renamed(node) for node in graph.node]
     value_info = []
     for value in graph.value_info:
         copied = copy.deepcopy(value)
@@ -93,22 +103,35 @@ def _dims(value) -> list:
 def _scattered_logits(prefix: str, logits: str, vocab_size: int):
     """Nodes and initializers that place a shortlist decoder's logits (B, C), those of the ids in the outer
     graph's vocab_ids (C,), in (B, V) rows of -inf: the operator searches token ids, and a token outside
-    the candidates can never be chosen. Output: `prefix + "full_logits"`."""
-    from onnx import helper, numpy_helper
+    the candidates can never be chosen. No ids (the shortlist off): the logits are already (B, V).
+    Output: `prefix + "scatter_full_logits"`."""
+    from onnx import TensorProto, helper, numpy_helper
 
-    p = prefix
-    nodes = [
-        helper.make_node("Shape", [logits], [f"{p}logits_shape"]),  # [B, C]
-        helper.make_node("Unsqueeze", [fmt.VOCAB_IDS, f"{p}axis_0"], [f"{p}vocab_row"]),  # (1, C)
-        helper.make_node("Expand", [f"{p}vocab_row", f"{p}logits_shape"], [f"{p}columns"]),  # (B, C)
-        helper.make_node("Shape", [logits], [f"{p}rows"], start=0, end=1),
-        helper.make_node("Concat", [f"{p}rows", f"{p}vocab_size"], [f"{p}full_shape"], axis=0),  # [B, V]
-        helper.make_node("ConstantOfShape", [f"{p}full_shape"], [f"{p}unreachable"],
+    p = prefix + "scatter_"  # apart from the copied decoder's names (prefix + its own)
+    scatter = [
+        helper.make_node("Shape", [logits], [f"{p}logits_shape"], name=f"{p}logits_shape"),  # [B, C]
+        helper.make_node("Unsqueeze", [fmt.VOCAB_IDS, f"{p}axis_0"], [f"{p}vocab_row"], name=f"{p}vocab_row"),
+        helper.make_node("Expand", [f"{p}vocab_row", f"{p}logits_shape"], [f"{p}columns"], name=f"{p}columns"),
+        helper.make_node("Shape", [logits], [f"{p}rows"], name=f"{p}rows", start=0, end=1),
+        helper.make_node("Concat", [f"{p}rows", f"{p}vocab_size"], [f"{p}full_shape"], name=f"{p}full_shape",
+                         axis=0),  # [B, V]
+        helper.make_node("ConstantOfShape", [f"{p}full_shape"], [f"{p}unreachable"], name=f"{p}unreachable",
                          value=numpy_helper.from_array(np.array([-np.inf], np.float32))),
-        helper.make_node("ScatterElements", [f"{p}unreachable", f"{p}columns", logits], [f"{p}full_logits"], axis=1),
+        helper.make_node("ScatterElements", [f"{p}unreachable", f"{p}columns", logits], [f"{p}scattered"],
+                         name=f"{p}scattered", axis=1),
+    ]
+    output = lambda name: [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)]  # noqa: E731
+    nodes = [
+        helper.make_node("Size", [fmt.VOCAB_IDS], [f"{p}vocab_ids_size"], name=f"{p}vocab_ids_size"),
+        helper.make_node("Equal", [f"{p}vocab_ids_size", f"{p}no_ids"], [f"{p}every_id"], name=f"{p}every_id"),
+        helper.make_node("If", [f"{p}every_id"], [f"{p}full_logits"], name=f"{p}full_logits",
+                         then_branch=helper.make_graph([helper.make_node("Identity", [logits], [f"{p}every_logits"])],
+                                                       f"{p}every_id", [], output(f"{p}every_logits")),
+                         else_branch=helper.make_graph(scatter, f"{p}scatter", [], output(f"{p}scattered"))),
     ]
     initializers = [numpy_helper.from_array(np.array([0], np.int64), f"{p}axis_0"),
-                    numpy_helper.from_array(np.array([vocab_size], np.int64), f"{p}vocab_size")]
+                    numpy_helper.from_array(np.array([vocab_size], np.int64), f"{p}vocab_size"),
+                    numpy_helper.from_array(np.array(0, np.int64), f"{p}no_ids")]
     return nodes, initializers
 
 
@@ -145,7 +168,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, shortl
     step_logits = names[fmt.LOGITS]
     if shortlist:
         scatter, scatter_weights = _scattered_logits("step/", step_logits, vocab_size)
-        nodes, step_weights, step_logits = nodes + scatter, step_weights + scatter_weights, "step/full_logits"
+        nodes, step_weights, step_logits = nodes + scatter, step_weights + scatter_weights, "step/scatter_full_logits"
     step = [helper.make_node("Cast", ["encoder_attention_mask"], ["step/source_mask"], to=TensorProto.BOOL),
             helper.make_node("Shape", ["past_key_self_0"], ["step/past_length"], start=2, end=3),
             helper.make_node("Cast", ["step/past_length"], ["step/past_length_int32"], to=TensorProto.INT32),
@@ -178,7 +201,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, shortl
     if shortlist:
         scatter, scatter_weights = _scattered_logits("first/", first_logits, vocab_size)
         first_nodes, first_weights, first_logits = first_nodes + scatter, first_weights + scatter_weights, \
-            "first/full_logits"
+            "first/scatter_full_logits"
     start = [helper.make_node("Cast", ["encoder_attention_mask"], ["first/source_mask"], to=TensorProto.BOOL),
              helper.make_node("Shape", ["encoder_input_ids"], ["first/batch"], start=0, end=1),
              helper.make_node("Concat", ["first/batch", "first/cache_dims"], ["first/cache_shape"], axis=0),

@@ -65,67 +65,93 @@ def quantize_columns(weight: np.ndarray, levels: int) -> tuple[np.ndarray, np.nd
 def quantize_model(model, plan: Int8Plan = Int8Plan()):
     """An onnx ModelProto with every MatMul(A, constant 2-D W of `plan.min_weight_elements` or more)
     replaced by the row-int8 chain (`_row_int8_nodes`), the Dense layer's bias Add included; returns
-    (model, number of matmuls replaced). A Gemm on a constant's gathered rows (the shortlist's projection,
-    Wᵀ's rows) gets the same int8 columns of W gathered, so each logit is the full int8 graph's to the bit.
-    Matmuls of two activations (attention) stay float32."""
+    (model, number of matmuls replaced). A Gemm(A, Wᵀ rows, bias, transB=1), on a constant (N, K) table
+    or on rows gathered from one (the shortlist's projection, in the branches of an If), gets the same
+    int8 columns of W, so each logit is the full int8 graph's to the bit. Matmuls of two activations
+    (attention) stay float32."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     uses: dict[str, int] = {}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
+    for node in _all_nodes(graph):
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {output.name for output in graph.output}
-    producers = {output: node for node in graph.node for output in node.output}
-    nodes, new_initializers, dropped, replaced, absorbed = [], [], set(), 0, set()
-    row_scales: dict[str, tuple] = {}  # activation name -> (its uint8 rows, their scales): shared by matmuls
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    gathers = {}  # id(Gemm) -> its weight's Gather (the shortlist's projection: rows chosen per batch)
-    for node in graph.node:
-        gather = _gathered_rows(node, producers, initializers, uses, graph_outputs, plan)
-        if gather is not None:
-            gathers[id(node)] = gather
-            absorbed.add(id(gather))  # replaced by Gathers of the int8 rows and their scales
-    for node in graph.node:
-        if id(node) in absorbed:
-            continue
-        gather = gathers.get(id(node))
-        weight = _int8_weight(node, initializers, plan) if gather is None else initializers[gather.input[0]]
-        if weight is None:
-            nodes.append(node)
-            continue
-        matrix = numpy_helper.to_array(weight).astype(np.float32)  # (K, N); a gathered Gemm's is stored (N, K)
-        if gather is None:
-            add = _bias_add(node, consumers, initializers, graph_outputs, weight.dims[1])  # Dense's bias, folded in
-            bias = None if add is None else (add.input[1] if add.input[1] in initializers else add.input[0])
-        else:
-            matrix, add, bias = matrix.T, None, node.input[2] if len(node.input) > 2 and node.input[2] else None
-        constant = weight.name
-        replacement, weights = _row_int8_nodes(
-            node.input[0], matrix, bias, list((add or node).output), f"{constant}_int8_{replaced}", row_scales, opset,
-            plan.weight_levels, chosen=None if gather is None else gather.input[1])
-        nodes += replacement
-        new_initializers += weights
-        if add is not None:
-            absorbed.add(id(add))
-        uses[constant] -= 1
-        if uses[constant] == 0:
-            dropped.add(constant)
-        replaced += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    if row_scales:
+    state = {"initializers": [], "replaced": 0, "rows": False}
+    _quantize_nodes(graph, initializers, uses, plan, opset, state)
+    new_initializers = state["initializers"]
+    if state["rows"]:
         constants = dict(ROW_INT8_CONSTANTS, **({"row_int8_axes": np.array([-1], np.int64)} if opset >= 18 else {}))
         new_initializers += [numpy_helper.from_array(value, name) for name, value in constants.items()]
-    kept = [init for init in graph.initializer if init.name not in dropped]
+    kept = [init for init in graph.initializer if uses.get(init.name, 0) > 0]
     del graph.initializer[:]
     graph.initializer.extend(kept + new_initializers)
     if not any(entry.domain == "com.microsoft" for entry in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return model, replaced
+    return model, state["replaced"]
+
+
+def _all_nodes(graph):
+    """The nodes of `graph` and of the subgraphs (If branches) inside them."""
+    from onnx import AttributeProto
+
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == AttributeProto.GRAPH:
+                yield from _all_nodes(attribute.g)
+
+
+def _quantize_nodes(graph, initializers: dict, uses: dict, plan: Int8Plan, opset: int, state: dict) -> None:
+    """`quantize_model` on one graph's nodes, then on its subgraphs' (their constants are the outer graph's);
+    new initializers go to state["initializers"], `uses` counts down as float weights are replaced."""
+    from onnx import AttributeProto, numpy_helper
+
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {output.name for output in graph.output}
+    producers = {output: node for node in graph.node for output in node.output}
+    nodes, absorbed = [], set()
+    row_scales: dict[str, tuple] = {}  # activation name -> (its uint8 rows, their scales): shared by matmuls
+    transposed = {}  # id(Gemm) -> (its (N, K) weight's name, the Gather of its rows or None)
+    for node in graph.node:
+        found = _transposed_weight(node, producers, initializers, uses, graph_outputs, plan)
+        if found is not None:
+            transposed[id(node)] = found
+            if found[1] is not None:
+                absorbed.add(id(found[1]))  # replaced by Gathers of the int8 rows and their scales
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == AttributeProto.GRAPH:
+                _quantize_nodes(attribute.g, initializers, uses, plan, opset, state)
+        if id(node) in absorbed:
+            continue
+        weight_name, gather = transposed.get(id(node), (None, None))
+        weight = _int8_weight(node, initializers, plan) if weight_name is None else initializers[weight_name]
+        if weight is None:
+            nodes.append(node)
+            continue
+        matrix = numpy_helper.to_array(weight).astype(np.float32)  # (K, N); a Gemm's Wᵀ is stored (N, K)
+        if weight_name is None:
+            add = _bias_add(node, consumers, initializers, graph_outputs, weight.dims[1])  # Dense's bias, folded in
+            bias = None if add is None else (add.input[1] if add.input[1] in initializers else add.input[0])
+        else:
+            matrix, add, bias = matrix.T, None, node.input[2] if len(node.input) > 2 and node.input[2] else None
+        replacement, weights = _row_int8_nodes(
+            node.input[0], matrix, bias, list((add or node).output), f"{weight.name}_int8_{state['replaced']}",
+            row_scales, opset, plan.weight_levels, chosen=None if gather is None else gather.input[1])
+        nodes += replacement
+        state["initializers"] += weights
+        if add is not None:
+            absorbed.add(id(add))
+        uses[weight.name] -= 1
+        state["replaced"] += 1
+    state["rows"] = state["rows"] or bool(row_scales)
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def _int8_weight(node, initializers: dict, plan: Int8Plan):
@@ -146,9 +172,10 @@ def _int8_constant(name: str, initializers: dict, plan: Int8Plan):
     return weight
 
 
-def _gathered_rows(node, producers: dict, initializers: dict, uses: dict, graph_outputs: set, plan: Int8Plan):
-    """For Gemm(A, Gather(constant float (N, K), ids, axis=0), bias, transB=1) whose weight `plan` makes
-    int8 (the shortlist's output projection, export/fused_graphs.py), that Gather node, else None."""
+def _transposed_weight(node, producers: dict, initializers: dict, uses: dict, graph_outputs: set, plan: Int8Plan):
+    """For Gemm(A, B, bias, transB=1) whose B is a constant float (N, K) table that `plan` makes int8, or
+    rows gathered from one (Gather axis 0: the shortlist's output projection, export/fused_graphs.py):
+    (the table's name, that Gather or None); else None."""
     if node.op_type != "Gemm" or len(node.input) < 2:
         return None
     attributes = {attribute.name: attribute for attribute in node.attribute}
@@ -156,12 +183,15 @@ def _gathered_rows(node, producers: dict, initializers: dict, uses: dict, graph_
             attributes["transA"].i != 0 or any(name in attributes and attributes[name].f != 1.0
                                                for name in ("alpha", "beta"))):
         return None
+    if _int8_constant(node.input[1], initializers, plan) is not None:
+        return node.input[1], None
     gather = producers.get(node.input[1])
     if (gather is None or gather.op_type != "Gather" or uses.get(node.input[1]) != 1
             or node.input[1] in graph_outputs):
         return None
     axis = next((attribute.i for attribute in gather.attribute if attribute.name == "axis"), 0)
-    return gather if axis == 0 and _int8_constant(gather.input[0], initializers, plan) is not None else None
+    return (gather.input[0], gather) if axis == 0 and _int8_constant(gather.input[0], initializers, plan) is not None \
+        else None
 
 
 def has_int8_weights(*paths, plan: Int8Plan = Int8Plan()) -> bool:

@@ -192,8 +192,9 @@ def add_shortlist(directory, run, model, model_config, opset: int, int8_plan, k:
     """Adds shortlist.bin to the bundle being written in `directory` and replaces its decoder.onnx (which
     computes every logit) by the one that takes vocab_ids; returns config.json's "shortlist" record.
 
-    Checked on `sources` (the parity check's): given every id, the new decoder's greedy tokens are the old
-    one's (else ParityError); the share of greedy outputs the shortlist leaves unchanged is recorded."""
+    Checked on `sources` (the parity check's): given no ids (every logit) and given every id (every row
+    gathered), the new decoder's greedy tokens are the old one's (else ParityError); the share of greedy
+    outputs the shortlist leaves unchanged is recorded."""
     import onnx
 
     from keras_transformer.serve import bundle_format as fmt
@@ -221,11 +222,15 @@ def add_shortlist(directory, run, model, model_config, opset: int, int8_plan, k:
 
         quantize_int8(directory / fmt.DECODER_FILE, directory / fmt.DECODER_FILE, int8_plan)
     shortlisted = OnnxStepModel(BundleConfig(directory, {"model": model_config.to_dict(), "shortlist": record}))
-    given_every_id = decode_sources(shortlisted, sources, options, cap)
-    identical = sum(a == b for a, b in zip(given_every_id, every))
-    if identical != len(sources):
-        raise ParityError(f"{fmt.DECODER_FILE} with vocab_ids: given every id, {len(sources) - identical}/"
-                          f"{len(sources)} greedy outputs differ from the decoder without them")
+    vocabulary = np.arange(model_config.target_vocab_size)
+    every_row = Shortlist(vocabulary, np.broadcast_to(vocabulary[:1], (model_config.source_vocab_size, 1)),
+                          model_config.target_vocab_size)  # each sentence's candidates: the whole vocabulary
+    for label, holding_every_id in (("no ids (the shortlist off)", None), ("every id", every_row)):
+        given = decode_sources(shortlisted, sources, options, cap, shortlist=holding_every_id)
+        identical = sum(a == b for a, b in zip(given, every))
+        if identical != len(sources):
+            raise ParityError(f"{fmt.DECODER_FILE} with vocab_ids: given {label}, {len(sources) - identical}/"
+                              f"{len(sources)} greedy outputs differ from the decoder without them")
     shortlist = Shortlist.from_file(directory / fmt.SHORTLIST_FILE, record)
     restricted = decode_sources(shortlisted, sources, options, cap, shortlist=shortlist)
     unchanged = sum(a == b for a, b in zip(restricted, every))

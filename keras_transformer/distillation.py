@@ -75,7 +75,7 @@ def distill_corpus(translator, specs: list[str], out, options, source_column=Non
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RECORD_FILE, json.dumps({**record, "status": "translating"}, indent=2) + "\n")
     for index, item in enumerate(inputs):
-        item["file"] = f"{index}-{Path(item['spec']).name.replace(',', '_')}.tsv"
+        item["file"] = f"{index}-{Path(item['spec']).name.replace(',', '_').removesuffix('.tsv')}.tsv"
         item["pairs"] = _translate_input(translator, item, out / item["file"], options, source_column,
                                          target_column, max_pairs, log, progress)
     atomic_write_text(out / RECORD_FILE, json.dumps({**record, "inputs": inputs, "status": "complete"}, indent=2)

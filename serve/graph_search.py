@@ -34,11 +34,11 @@ class GraphSearch:
     """An onnxruntime session of generate.onnx. Thread-safe (onnxruntime sessions are)."""
 
     def __init__(self, path, options: ort.SessionOptions, decoder_layers: int, max_batch: int = MAX_BATCH,
-                 shortlist: bool = False, vocab_size: int | None = None):
+                 shortlist: bool = False):
         self.session = inference_session(path, options)
         self.max_batch = max_batch  # the Translator uses the numpy loop for larger batches
         self.shortlisted = shortlist  # generate.onnx then takes vocab_ids, one sentence's candidates
-        self.every_id = np.arange(vocab_size or 0, dtype=np.int32)
+        self.every_id = np.zeros(0, np.int32)  # no ids: every logit (the shortlist off)
         check_graph_io(path, self.session, decoder_layers, lambda layers: fmt.generate_io_names(layers, shortlist))
 
     @staticmethod

@@ -4,8 +4,9 @@
 the key/value cache; `select` gathers rows (drops finished sentences, expands beams) and
 `reorder_beams` reorders beams within their sentences (moving only the self-attention cache). The decoding
 state is a plain dict of numpy arrays keyed by the decoder's input names. With a shortlist bundle the step
-computes the logits of the batch's candidate ids only (`vocab_ids`, kept whole by `select`) and masks, per
-row, those that are not its own sentence's (`ALLOWED`, per row like the rest). (A bundle's generate.onnx,
+computes the logits of the batch's candidate ids only (`vocab_ids`: the columns, kept whole by `select`; as
+sentences end, only those some remaining row may produce are computed, `LIVE`) and masks, per row, those
+that are not its own sentence's (`ALLOWED`, per row like the rest). (A bundle's generate.onnx,
 whole searches inside onnxruntime, is `serve/graph_search.py`'s; the `Translator` holds both.)
 """
 
@@ -19,6 +20,7 @@ from .sessions import inference_session, session_options
 
 
 ALLOWED = "shortlist_allowed"  # state, not a graph input: bool (B, C), the candidates each row may produce
+LIVE = "shortlist_live"  # state, not a graph input: int (C',), the columns some live row may still produce
 
 
 class OnnxStepModel:
@@ -35,7 +37,7 @@ class OnnxStepModel:
         self.shortlisted = bool(bundle.shortlist)  # the decoder then takes VOCAB_IDS
         check_graph_io(decoder_path, self.decoder, bundle.decoder_layers,
                        lambda layers: fmt.decoder_io_names(layers, self.shortlisted))
-        self.all_ids = np.arange(bundle.model["target_vocab_size"], dtype=np.int32)  # no shortlist: every id
+        self.every_id = np.zeros(0, np.int32)  # a shortlist decoder given no ids computes every logit
         layers = range(bundle.decoder_layers)
         self.cross_names = [n for i in layers for n in (fmt.cross_key_name(i), fmt.cross_value_name(i))]
         self.past_names = [n for i in layers for n in (fmt.past_key_name(i), fmt.past_value_name(i))]
@@ -58,14 +60,20 @@ class OnnxStepModel:
         if shortlist is not None:
             state[fmt.VOCAB_IDS], state[ALLOWED] = shortlist
         elif self.shortlisted:  # a shortlist bundle asked for every id (use_shortlist=False)
-            state[fmt.VOCAB_IDS] = self.all_ids
+            state[fmt.VOCAB_IDS] = self.every_id
         return state
 
     def step(self, token_ids, position, state):
-        feeds = {name: value for name, value in state.items() if name != ALLOWED}
+        feeds = {name: value for name, value in state.items() if name not in (ALLOWED, LIVE)}
         feeds[fmt.TOKEN_IDS] = np.asarray(token_ids, np.int32).reshape(-1, 1)
         feeds[fmt.POSITION] = np.array(position, np.int32)
+        live = state.get(LIVE)
+        if live is not None:  # the candidates of the rows still decoding: the batch's columns `live`
+            feeds[fmt.VOCAB_IDS] = state[fmt.VOCAB_IDS][live]
         logits, *present = self.decoder.run(self.decoder_outputs, feeds)
+        if live is not None:  # (B, C') -> (B, C), the columns the decoding loop knows
+            computed, logits = logits, np.full((len(logits), len(state[fmt.VOCAB_IDS])), -np.inf, np.float32)
+            logits[:, live] = computed
         if ALLOWED in state:
             logits = np.where(state[ALLOWED], logits, np.float32(-np.inf))  # (B, C): only the row's own candidates
         new_state = dict(state)
@@ -73,7 +81,15 @@ class OnnxStepModel:
         return logits, new_state
 
     def select(self, state, rows):
-        return {name: value if name == fmt.VOCAB_IDS else np.take(value, rows, axis=0) for name, value in state.items()}
+        """The state of rows `rows` (sentences dropped, beams expanded). With a shortlist the logits' columns
+        stay the batch's, but the step computes only those some remaining row may produce (`LIVE`): as
+        sentences end the batch's union of candidates shrinks, and with it the rows of the projection gathered."""
+        selected = {name: value if name in (fmt.VOCAB_IDS, LIVE) else np.take(value, rows, axis=0)
+                    for name, value in state.items()}
+        if ALLOWED in selected:
+            live = np.flatnonzero(selected[ALLOWED].any(axis=0))
+            selected[LIVE] = None if len(live) == len(state[fmt.VOCAB_IDS]) else live
+        return selected
 
     def reorder_beams(self, state, rows):
         """`select` for rows that stay within their sentence: only the per-beam self-attention cache

@@ -5,7 +5,10 @@ A sentence may produce only the candidates of its own source tokens (with BOS, E
 CTranslate2's vocabulary map always allows). A batch's decoder
 step computes the logits of the union of its sentences' candidates only (decoder.onnx gathers those rows
 of the output projection), and each row masks the candidates that are not its own sentence's, so a
-translation never depends on the sentences it is batched with. Why: on a small model the output
+translation never depends on the sentences it is batched with. generate.onnx (onnxruntime's search,
+one sentence a call) computes that sentence's candidates' logits the same way. Turned off
+(`use_shortlist=False`), the step is given every id and gathers every row: correct, but slower than a
+bundle exported without a shortlist. Why a shortlist: on a small model the output
 projection (D x V) and the softmax over V are a large part of a step, and a sentence's candidates are a
 few hundred of V (figures: bench/RESULTS-edge.md).
 

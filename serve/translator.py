@@ -132,7 +132,7 @@ class Translator:
         search = None
         if graph_search and fmt.GENERATE_FILE in bundle.values.get("files", {}):
             search = GraphSearch(bundle.file(fmt.GENERATE_FILE), session_options(threads), bundle.decoder_layers,
-                                 shortlist=bool(bundle.shortlist), vocab_size=bundle.model["target_vocab_size"])
+                                 shortlist=bool(bundle.shortlist))
         return Replica(OnnxStepModel(bundle, threads=threads), search)
 
     @classmethod

@@ -155,6 +155,23 @@ def test_a_shortlist_holding_every_token_translates_as_the_full_vocabulary(every
                                                                        for r in full]
 
 
+def test_the_shortlist_decoder_given_no_ids_computes_every_logit_as_the_plain_decoder(shortlist_bundle, tiny_bundle):
+    """Turned off, a shortlist bundle's step is the whole projection (one Gemm, the If's first branch), not
+    every row gathered: the plain decoder's logits."""
+    from keras_transformer.serve.batching import pad_batch
+
+    plain, listed = Translator(tiny_bundle).model, Translator(shortlist_bundle).model
+    sources = Translator(tiny_bundle).encode(SENTENCES)[0].sources
+    tokens = np.full(len(sources), fmt.BOS_ID, np.int32)
+    expected, _ = plain.step(tokens, 0, plain.start(pad_batch(sources)))
+    state = listed.start(pad_batch(sources))
+    assert state[fmt.VOCAB_IDS].size == 0
+    got, _ = listed.step(tokens, 0, state)
+    assert got.shape == expected.shape == (len(sources), Translator(tiny_bundle).target_tokenizer.vocab_size)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert any(node.op_type == "If" for node in onnx.load(shortlist_bundle / fmt.DECODER_FILE).graph.node)
+
+
 def test_a_shortlist_bundle_is_batch_invariant_restricted_and_can_be_turned_off(shortlist_bundle, tiny_bundle):
     config = json.loads((shortlist_bundle / fmt.CONFIG_FILE).read_text())
     record = config["shortlist"]
@@ -189,9 +206,16 @@ def test_int8_with_a_shortlist_of_every_token_translates_as_the_int8_bundle(tiny
     export_bundle(tiny_run, out / "int8", int8=True, int8_plan=SMALL_WEIGHTS_TOO, log=lambda *a: None)
     export_bundle(tiny_run, out / "int8-every", int8=True, int8_plan=SMALL_WEIGHTS_TOO, shortlist=2,
                   shortlist_frequent=10_000, log=lambda *a: None)
-    int8_matmuls = [[node.op_type for node in onnx.load(out / name / fmt.DECODER_FILE).graph.node].count(
-        "MatMulIntegerToFloat") for name in ("int8", "int8-every")]
-    assert int8_matmuls[0] == int8_matmuls[1] > 0  # the projection is int8 in both
+    def op_types(graph):  # the graph's and its If branches'
+        for node in graph.node:
+            yield node.op_type
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    yield from op_types(attribute.g)
+
+    full, listed = (list(op_types(onnx.load(out / name / fmt.DECODER_FILE).graph)) for name in ("int8", "int8-every"))
+    # the projection is int8 in both: in the shortlist decoder, in both branches (no ids, the ids given)
+    assert listed.count("MatMulIntegerToFloat") == full.count("MatMulIntegerToFloat") + 1 and "Gemm" not in listed
     for options in (dict(), dict(beam_size=4, length_penalty=1.0)):
         full = Translator(out / "int8").translate_batch(SENTENCES, **options)
         for graph_search in (True, False):

@@ -90,7 +90,6 @@ class OnnxStepModel {
     this.headDim = config.model.hidden_dim / config.model.num_heads;
     this.fullVocabSize = config.model.target_vocab_size;
     this.shortlisted = Boolean(config.shortlist); // decoder.onnx then takes vocab_ids
-    this.allIds = Int32Array.from({ length: this.fullVocabSize }, (_, i) => i);
     this.setVocabulary(null);
     this.outputNames = ["logits"];
     for (let i = 0; i < this.numLayers; i++) this.outputNames.push(`present_key_${i}`, `present_value_${i}`);
@@ -150,8 +149,8 @@ class OnnxStepModel {
       position: new ort.Tensor("int32", Int32Array.of(position), []),
       source_mask: new ort.Tensor("bool", tile(new Uint8Array(S).fill(1)), [B, S]),
     };
-    if (this.shortlisted) {
-      const ids = this.vocabIds ?? this.allIds;
+    if (this.shortlisted) { // no ids: the decoder computes every logit (the shortlist off)
+      const ids = this.vocabIds ?? new Int32Array(0);
       feeds.vocab_ids = new ort.Tensor("int32", ids, [ids.length]);
     }
     for (const [name, data] of Object.entries(this.cross)) feeds[name] = new ort.Tensor("float32", tile(data), [B, H, S, Dh]);
