@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench.common import machine_description, markdown_table
 from bench.recipe_data import ROOT
-from keras_transformer.export.exporter import SHORTLIST_FREQUENT
+from keras_transformer.export.shortlist import DEFAULT_FREQUENT, DEFAULT_K
 
 BEAM = 4
 
@@ -233,8 +233,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.edge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True, metavar="NAME=RUN")
     parser.add_argument("--test", default=str(ROOT.parent / "shared" / "data" / "en-de-multi30k" / "test2016.tsv"))
-    parser.add_argument("--shortlist", type=int, default=50, metavar="K")
-    parser.add_argument("--frequent", type=int, default=SHORTLIST_FREQUENT, metavar="N",
+    parser.add_argument("--shortlist", type=int, default=DEFAULT_K, metavar="K")
+    parser.add_argument("--frequent", type=int, default=DEFAULT_FREQUENT, metavar="N",
                         help="the shortlist's most frequent target tokens (export --shortlist-frequent)")
     parser.add_argument("--single", type=int, default=200, help="sentences timed one per call (batch 1)")
     parser.add_argument("--passes", type=int, default=3)

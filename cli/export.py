@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .tensorflow_import import import_tensorflow_quietly
 
-SHORTLIST_K = 50  # --shortlist without K: candidates per source token
-
 
 def add_parsers(commands) -> None:
+    from keras_transformer.export.shortlist import DEFAULT_FREQUENT, DEFAULT_K
+
     p = commands.add_parser("export", help="convert a run to an ONNX bundle (checked against Keras)")
     p.add_argument("run", metavar="RUN", help="run directory written by `train`")
     p.add_argument("--out", required=True, help="bundle directory to write")
@@ -19,13 +19,13 @@ def add_parsers(commands) -> None:
     p.add_argument("--standard-ops", action="store_true",
                    help="decoder.onnx of standard ONNX operators only (converted by tf2onnx), for runtimes other "
                         "than onnxruntime; the default uses onnxruntime's fused attention and layer-norm operators")
-    p.add_argument("--shortlist", type=int, nargs="?", const=SHORTLIST_K, metavar="K",
+    p.add_argument("--shortlist", type=int, nargs="?", const=DEFAULT_K, metavar="K",
                    help=f"add a vocabulary shortlist: each source token's K likeliest target tokens (default K "
-                        f"{SHORTLIST_K}), estimated from the run's training pairs; translating then computes only "
+                        f"{DEFAULT_K}), estimated from the run's training pairs; translating then computes only "
                         "the logits of a sentence's candidates (turn off with translate --no-shortlist)")
     p.add_argument("--shortlist-frequent", type=int, metavar="N",
                    help="with --shortlist: the N most frequent target tokens are every sentence's candidates too "
-                        "(default 50)")
+                        f"(default {DEFAULT_FREQUENT})")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.set_defaults(handler=run_export)
 

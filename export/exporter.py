@@ -20,12 +20,12 @@ from .fused_graphs import convert_fused_decoder_step
 from .generation_graph import BUILT_BY as GENERATE_BUILT_BY, build_generation_graph
 from .onnx_graphs import OPSET, convert_decoder_step, convert_encoder
 from .parity import ParityError, check_parity
+from .shortlist import DEFAULT_FREQUENT as SHORTLIST_FREQUENT
 from keras_transformer.serve import bundle_format as fmt
 from keras_transformer.serve.bundle import BundleConfig, sha256_of
 from keras_transformer.serve.errors import KerasTransformerError
 
 PARITY_SENTENCES = 64
-SHORTLIST_FREQUENT = 50  # the most frequent target tokens, every sentence's candidates (Marian's default too)
 GRAPH_SEARCH_BEAM_SENTENCES = 16  # beam search through the numpy loop is the slow half of that check
 
 
