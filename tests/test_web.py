@@ -444,6 +444,29 @@ def test_page_translates_a_shortlist_bundle_of_other_depths_like_python(browser,
         page.close()
 
 
+def test_page_translates_an_int8_shortlist_bundle_like_python(browser, web_shortlist_bundle, held_out_texts):
+    """int8 and the shortlist together in onnxruntime-web: the If on the ids given, the int8 rows gathered
+    (MatMulIntegerToFloat on a computed weight): Python's tokens, shortlist on and off."""
+    from keras_transformer.export.exporter import export_bundle
+    from keras_transformer.export.quantize import Int8Plan
+    from keras_transformer.serve.translator import Translator
+    from keras_transformer.serve.web_server import start_web_server
+
+    out = web_shortlist_bundle.parent / "bundle-int8-shortlist"
+    export_bundle(web_shortlist_bundle.parent / "run-2-1", out, int8=True,
+                  int8_plan=Int8Plan(min_weight_elements=64 * 64), shortlist=10, shortlist_frequent=20, log=_quiet)
+    python = Translator(out)
+    texts = held_out_texts[:40]
+    with start_web_server(out) as server:
+        page = _open_page(browser, server.url)
+        page.evaluate("kt.ready")
+        _assert_page_translates_like(page, python, texts, what="int8 shortlist, ")
+        assert _translate_all(page, texts, beamSize=1, useShortlist=False) == python.translate(texts,
+                                                                                                use_shortlist=False)
+        assert page.errors == [] and page.outside == []
+        page.close()
+
+
 def _bundle_copy(tiny_bundle, tmp_path, name):
     copy = tmp_path / name
     shutil.copytree(tiny_bundle, copy)
