@@ -85,9 +85,8 @@ class DecodingOptions:
     use_shortlist: bool = _option(True, "bool",
                                   help="with a bundle exported with --shortlist, each sentence produces only its "
                                        "source tokens' likely target tokens and a step computes only those logits "
-                                       "(CTranslate2's use_vmap); False: the whole vocabulary (for comparing: "
-                                       "the step then gathers every row of the projection, slower than a "
-                                       "bundle exported without --shortlist)")
+                                       "(CTranslate2's use_vmap); False: the whole vocabulary, as fast as a "
+                                       "bundle exported without --shortlist")
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

@@ -20,7 +20,7 @@ from .sessions import inference_session, session_options
 
 
 ALLOWED = "shortlist_allowed"  # state, not a graph input: bool (B, C), the candidates each row may produce
-LIVE = "shortlist_live"  # state, not a graph input: int (C',), the columns some live row may still produce
+LIVE = "shortlist_live"  # state, not a graph input: (columns (C',), their ids) some live row may still produce
 
 
 class OnnxStepModel:
@@ -68,12 +68,12 @@ class OnnxStepModel:
         feeds[fmt.TOKEN_IDS] = np.asarray(token_ids, np.int32).reshape(-1, 1)
         feeds[fmt.POSITION] = np.array(position, np.int32)
         live = state.get(LIVE)
-        if live is not None:  # the candidates of the rows still decoding: the batch's columns `live`
-            feeds[fmt.VOCAB_IDS] = state[fmt.VOCAB_IDS][live]
+        if live is not None:  # the candidates of the rows still decoding (chosen once, in `select`)
+            feeds[fmt.VOCAB_IDS] = live[1]
         logits, *present = self.decoder.run(self.decoder_outputs, feeds)
         if live is not None:  # (B, C') -> (B, C), the columns the decoding loop knows
             computed, logits = logits, np.full((len(logits), len(state[fmt.VOCAB_IDS])), -np.inf, np.float32)
-            logits[:, live] = computed
+            logits[:, live[0]] = computed
         if ALLOWED in state:
             logits = np.where(state[ALLOWED], logits, np.float32(-np.inf))  # (B, C): only the row's own candidates
         new_state = dict(state)
@@ -88,7 +88,8 @@ class OnnxStepModel:
                     for name, value in state.items()}
         if ALLOWED in selected:
             live = np.flatnonzero(selected[ALLOWED].any(axis=0))
-            selected[LIVE] = None if len(live) == len(state[fmt.VOCAB_IDS]) else live
+            vocab_ids = state[fmt.VOCAB_IDS]
+            selected[LIVE] = None if len(live) == len(vocab_ids) else (live, vocab_ids[live])
         return selected
 
     def reorder_beams(self, state, rows):

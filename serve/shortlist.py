@@ -7,8 +7,8 @@ step computes the logits of the union of its sentences' candidates only (decoder
 of the output projection), and each row masks the candidates that are not its own sentence's, so a
 translation never depends on the sentences it is batched with. generate.onnx (onnxruntime's search,
 one sentence a call) computes that sentence's candidates' logits the same way. Turned off
-(`use_shortlist=False`), the step is given every id and gathers every row: correct, but slower than a
-bundle exported without a shortlist. Why a shortlist: on a small model the output
+(`use_shortlist=False`), the step is given no ids and computes every logit with the whole projection,
+as a bundle without a shortlist does. Why a shortlist: on a small model the output
 projection (D x V) and the softmax over V are a large part of a step, and a sentence's candidates are a
 few hundred of V (figures: bench/RESULTS-edge.md).
 

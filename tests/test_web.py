@@ -429,19 +429,8 @@ def test_page_translates_a_shortlist_bundle_of_other_depths_like_python(browser,
                                                                         held_out_texts):
     """The page computes the sentence's shortlist (shortlist.bin) and feeds decoder.onnx its candidates,
     on a 2+1 model: the tokens of Python's Translator, shortlist on and off."""
-    from keras_transformer.serve.translator import Translator
-    from keras_transformer.serve.web_server import start_web_server
-
-    python = Translator(web_shortlist_bundle)
-    texts = held_out_texts[:40]
-    with start_web_server(web_shortlist_bundle) as server:
-        page = _open_page(browser, server.url)
-        page.evaluate("kt.ready")
-        _assert_page_translates_like(page, python, texts, what="shortlist, ")
-        full = python.translate(texts, use_shortlist=False)
-        assert _translate_all(page, texts, beamSize=1, useShortlist=False) == full
-        assert page.errors == [] and page.outside == []
-        page.close()
+    _assert_page_translates_shortlist_bundle_like_python(browser, web_shortlist_bundle, held_out_texts[:40],
+                                                         "shortlist, ")
 
 
 def test_page_translates_an_int8_shortlist_bundle_like_python(browser, web_shortlist_bundle, held_out_texts):
@@ -449,20 +438,25 @@ def test_page_translates_an_int8_shortlist_bundle_like_python(browser, web_short
     (MatMulIntegerToFloat on a computed weight): Python's tokens, shortlist on and off."""
     from keras_transformer.export.exporter import export_bundle
     from keras_transformer.export.quantize import Int8Plan
-    from keras_transformer.serve.translator import Translator
-    from keras_transformer.serve.web_server import start_web_server
 
     out = web_shortlist_bundle.parent / "bundle-int8-shortlist"
     export_bundle(web_shortlist_bundle.parent / "run-2-1", out, int8=True,
                   int8_plan=Int8Plan(min_weight_elements=64 * 64), shortlist=10, shortlist_frequent=20, log=_quiet)
-    python = Translator(out)
-    texts = held_out_texts[:40]
-    with start_web_server(out) as server:
+    _assert_page_translates_shortlist_bundle_like_python(browser, out, held_out_texts[:40], "int8 shortlist, ")
+
+
+def _assert_page_translates_shortlist_bundle_like_python(browser, bundle, texts, what):
+    """The page gives Python's Translator's tokens on a shortlist bundle, shortlist on and off."""
+    from keras_transformer.serve.translator import Translator
+    from keras_transformer.serve.web_server import start_web_server
+
+    python = Translator(bundle)
+    with start_web_server(bundle) as server:
         page = _open_page(browser, server.url)
         page.evaluate("kt.ready")
-        _assert_page_translates_like(page, python, texts, what="int8 shortlist, ")
-        assert _translate_all(page, texts, beamSize=1, useShortlist=False) == python.translate(texts,
-                                                                                                use_shortlist=False)
+        _assert_page_translates_like(page, python, texts, what=what)
+        full = python.translate(texts, use_shortlist=False)
+        assert _translate_all(page, texts, beamSize=1, useShortlist=False) == full
         assert page.errors == [] and page.outside == []
         page.close()
 
