@@ -82,8 +82,9 @@ def _add_generation_graph(directory: Path, model_config, sources, log, shortlist
     from keras_transformer.serve.sessions import session_options
     from keras_transformer.serve.shortlist import Shortlist
 
+    candidates = onnx.load(directory / fmt.CANDIDATES_FILE) if shortlist is not None else None
     graph = build_generation_graph(onnx.load(directory / fmt.ENCODER_FILE), onnx.load(directory / fmt.DECODER_FILE),
-                                   model_config.target_vocab_size, shortlist=shortlist is not None)
+                                   model_config.target_vocab_size, candidates_proto=candidates)
     onnx.save(graph, directory / fmt.GENERATE_FILE)
     record = {"model": model_config.to_dict()}
     if shortlist is not None:
@@ -126,16 +127,20 @@ def _add_generation_graph(directory: Path, model_config, sources, log, shortlist
 def _bundle_config(model_config, opset, parity, quantization, directory, decoder_built_by, generate=None,
                    shortlist=None):
     encoder_inputs, encoder_outputs = fmt.encoder_io_names(model_config.decoder_layers)
-    decoder_inputs, decoder_outputs = fmt.decoder_io_names(model_config.decoder_layers, shortlist is not None)
+    operands = shortlist["operands"] if shortlist is not None else []
+    decoder_inputs, decoder_outputs = fmt.decoder_io_names(model_config.decoder_layers, operands)
     files = [fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE]
-    if shortlist is not None:
-        files.append(fmt.SHORTLIST_FILE)
     graphs = {
         "encoder": {"file": fmt.ENCODER_FILE, "inputs": encoder_inputs, "outputs": encoder_outputs,
                     "built_by": "tf2onnx"},
         "decoder": {"file": fmt.DECODER_FILE, "inputs": decoder_inputs, "outputs": decoder_outputs,
                     "built_by": decoder_built_by},
     }
+    if shortlist is not None:
+        files += [fmt.SHORTLIST_FILE, fmt.CANDIDATES_FILE]
+        inputs, outputs = fmt.candidates_io_names(operands)
+        graphs["candidates"] = {"file": fmt.CANDIDATES_FILE, "inputs": inputs, "outputs": outputs,
+                                "built_by": "export.hoisting (the decoder's per-batch nodes)"}
     if generate is not None:
         graphs["generate"] = generate
         files.append(fmt.GENERATE_FILE)
@@ -248,7 +253,7 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
             quantization = quantize_and_compare(tmp, fp32_outputs, greedy_sources, pairs, target_tokenizer,
                                                 model_config, log, plan)
         shortlisted = None
-        if shortlist is not None:  # decoder.onnx replaced by the one that takes vocab_ids
+        if shortlist is not None:  # decoder.onnx replaced by one on a batch's candidates, + candidates.onnx
             from .shortlist import add_shortlist
 
             shortlisted = add_shortlist(tmp, run, model, model_config, opset, plan if exact_cross else None,

@@ -26,10 +26,12 @@ length_penalty with length = tokens + 1. With one beam it is greedy search. `ser
 says when it is used. The padding mask is computed here from PAD ids: the operator's own mask
 treats only left padding as padding.
 
-With a shortlist (serve/shortlist.py), decoder.onnx computes the logits of the ids in `vocab_ids` only;
-generate.onnx takes them as one more input (one sentence's candidates: the operator has no per-row mask),
-each subgraph reads them from the outer graph, and the logits go into rows of -inf over the whole
-vocabulary (`_scattered_logits`), so the operator's search is unchanged and only candidates can win.
+With a shortlist (serve/shortlist.py), decoder.onnx computes the logits of a batch's candidates only, from
+the operands candidates.onnx gathers for them (export/hoisting.py); generate.onnx takes the ids as one more
+input, `vocab_ids` (one sentence's candidates: the operator has no per-row mask), runs candidates.onnx's
+nodes once in the outer graph, each subgraph reads their results from there (outer-scope values), and the
+logits go into rows of -inf over the whole vocabulary (`_scattered_logits`), so the operator's search is
+unchanged and only candidates can win.
 
 Inputs and outputs (names in `serve/bundle_format.py`):
     source_ids int32 (B, S), PAD-padded; max_length int32 (1,): tokens per output + 1 (BOS counts);
@@ -135,13 +137,21 @@ def _scattered_logits(prefix: str, logits: str, vocab_size: int):
     return nodes, initializers
 
 
-def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, shortlist: bool = False):
+def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candidates_proto=None):
     """ModelProto of generate.onnx from a bundle's encoder.onnx and decoder.onnx ModelProtos.
 
-    `shortlist`: decoder.onnx is a shortlist bundle's (one more input, vocab_ids (C,); logits (B, C)), and
-    generate.onnx takes vocab_ids (C,) too, one sentence's candidates (serve/shortlist.py): each step
-    computes those logits only, scattered into -inf rows of V for the operator (`_scattered_logits`)."""
+    `candidates_proto`: a shortlist bundle's candidates.onnx (vocab_ids (C,) -> the operands decoder.onnx
+    takes; its logits are (B, C)). generate.onnx then takes vocab_ids (C,) too, one sentence's candidates
+    (serve/shortlist.py): the operands are computed once per call, in the outer graph, and each step computes
+    those logits only, scattered into -inf rows of V for the operator (`_scattered_logits`)."""
     from onnx import TensorProto, helper, numpy_helper
+
+    shortlist = candidates_proto is not None
+    outer_nodes, outer_weights, operands = [], [], {}
+    if shortlist:  # once per call; the subgraphs read the operands from the outer scope
+        outer_nodes, outer_weights, _, names = _copied_graph(candidates_proto.graph, "candidates/",
+                                                             {fmt.VOCAB_IDS: fmt.VOCAB_IDS})
+        operands = {value.name: names[value.name] for value in candidates_proto.graph.output}
 
     def tensor(name, shape, dtype=TensorProto.FLOAT):
         return helper.make_tensor_value_info(name, dtype, shape)
@@ -160,8 +170,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, shortl
 
     # The loop's step: decoder.onnx under the operator's names.
     step_inputs = {fmt.TOKEN_IDS: "input_ids", fmt.POSITION: "step/position", fmt.SOURCE_MASK: "step/source_mask"}
-    if shortlist:
-        step_inputs[fmt.VOCAB_IDS] = fmt.VOCAB_IDS  # the outer graph's input, read from inside the loop
+    step_inputs.update(operands)  # the outer graph's values, read from inside the loop
     for i, kv, past, _, cross in caches:
         step_inputs.update({cross: f"past_{kv}_cross_{i}", past: f"past_{kv}_self_{i}"})
     nodes, step_weights, value_info, names = _copied_graph(decoder_proto.graph, "step/", step_inputs)
@@ -192,8 +201,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, shortl
         encoder_proto.graph, "encoder/", {fmt.SOURCE_IDS: "encoder_input_ids"})
     first_inputs = {fmt.TOKEN_IDS: "decoder_input_ids", fmt.POSITION: "first/position",
                     fmt.SOURCE_MASK: "first/source_mask"}
-    if shortlist:
-        first_inputs[fmt.VOCAB_IDS] = fmt.VOCAB_IDS
+    first_inputs.update(operands)
     for _, _, past, _, cross in caches:
         first_inputs.update({cross: encoded[cross], past: "first/empty_cache"})
     first_nodes, first_weights, first_info, first = _copied_graph(decoder_proto.graph, "first/", first_inputs)
@@ -227,6 +235,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, shortl
         value_info=encoder_info + first_info)
 
     search = [
+        *outer_nodes,
         helper.make_node("Equal", [fmt.SOURCE_IDS, "pad_id"], ["is_pad"]),
         helper.make_node("Not", ["is_pad"], ["is_token"]),
         helper.make_node("Cast", ["is_token"], ["attention_mask"], to=TensorProto.INT32),
@@ -250,11 +259,12 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, shortl
         [tensor(fmt.GENERATE_SEQUENCES, ["batch", "hypotheses", "length"], TensorProto.INT32),
          tensor(fmt.GENERATE_SCORES, ["batch", "hypotheses"])],
         [const("pad_id", np.array(fmt.PAD_ID, np.int32)),
-         const("min_length", np.array([0], np.int32))])  # optional, but onnxruntime 1.32 fails without it
-    opsets = {opset.domain: opset.version
-              for opset in list(encoder_proto.opset_import) + list(decoder_proto.opset_import)}
+         const("min_length", np.array([0], np.int32))]  # optional, but onnxruntime 1.32 fails without it
+        + outer_weights)
+    protos = [encoder_proto, decoder_proto] + ([candidates_proto] if shortlist else [])
+    opsets = {opset.domain: opset.version for proto in protos for opset in proto.opset_import}
     opsets["com.microsoft"] = 1
     opset_imports = [helper.make_opsetid(domain, version) for domain, version in opsets.items()]
     model = helper.make_model(graph, opset_imports=opset_imports, producer_name="keras-transformer")
-    model.ir_version = max(encoder_proto.ir_version, decoder_proto.ir_version)
+    model.ir_version = max(proto.ir_version for proto in protos)
     return model

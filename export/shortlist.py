@@ -195,7 +195,9 @@ def vmap_lines(shortlist: ShortlistTable, source_tokens: list[str], target_token
 def add_shortlist(directory, run, model, model_config, opset: int, int8_plan, k: int, frequent: int, sources,
                   log=print) -> dict:
     """Adds shortlist.bin to the bundle being written in `directory` and replaces its decoder.onnx (which
-    computes every logit) by the one that takes vocab_ids; returns config.json's "shortlist" record.
+    computes every logit) by one that computes a batch's candidates' logits, from the projection's operands
+    that candidates.onnx gathers once per batch (export/hoisting.py); returns config.json's "shortlist"
+    record (with the operands' names).
 
     Checked on `sources` (the parity check's): given no ids (every logit) and given every id (every row
     gathered), the new decoder's greedy tokens are the old one's (else ParityError); the share of greedy
@@ -210,6 +212,7 @@ def add_shortlist(directory, run, model, model_config, opset: int, int8_plan, k:
     from keras_transformer.serve.shortlist import Shortlist
 
     from .fused_graphs import convert_fused_decoder_step
+    from .hoisting import split_per_batch
     from .parity import ParityError
 
     table = estimate(training_pairs(run, log), model_config.source_vocab_size, model_config.target_vocab_size, k,
@@ -222,10 +225,14 @@ def add_shortlist(directory, run, model, model_config, opset: int, int8_plan, k:
                            options, cap)
     decoder = convert_fused_decoder_step(model, opset, plain_cross_attention=int8_plan is not None, shortlist=True)
     onnx.save(decoder, directory / fmt.DECODER_FILE)
-    if int8_plan is not None:
+    if int8_plan is not None:  # quantized whole, so the gathered rows are the full projection's int8 rows
         from .quantize import quantize_int8
 
         quantize_int8(directory / fmt.DECODER_FILE, directory / fmt.DECODER_FILE, int8_plan)
+    candidates, decoder, operands = split_per_batch(onnx.load(directory / fmt.DECODER_FILE), [fmt.VOCAB_IDS])
+    onnx.save(candidates, directory / fmt.CANDIDATES_FILE)
+    onnx.save(decoder, directory / fmt.DECODER_FILE)
+    record["operands"] = operands
     shortlisted = OnnxStepModel(BundleConfig(directory, {"model": model_config.to_dict(), "shortlist": record}))
     vocabulary = np.arange(model_config.target_vocab_size)
     every_row = Shortlist(vocabulary, np.broadcast_to(vocabulary[:1], (model_config.source_vocab_size, 1)),

@@ -45,6 +45,11 @@ class BundleConfig:
         return self.values.get("shortlist")
 
     @property
+    def shortlist_operands(self) -> list[str]:
+        """A shortlist bundle's per-batch operands (candidates.onnx's outputs, decoder.onnx's inputs); else []."""
+        return list((self.shortlist or {}).get("operands", []))
+
+    @property
     def num_heads(self) -> int:
         return self.model["num_heads"]
 
@@ -83,7 +88,8 @@ def read_bundle_config(path, verify_checksums: bool = True) -> BundleConfig:
     files = values.get("files")
     if not isinstance(files, dict) or not isinstance(values.get("model"), dict):
         raise BundleError(f"{config_path}: expected 'files' and 'model' objects")
-    for name in (fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE):
+    required = [fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE]
+    for name in required + ([fmt.SHORTLIST_FILE, fmt.CANDIDATES_FILE] if values.get("shortlist") else []):
         if name not in files:
             raise BundleError(f"{config_path}: 'files' lacks {name}")
     _check_special_ids_and_graphs(config_path, values)
@@ -107,9 +113,11 @@ def _check_special_ids_and_graphs(config_path, values: dict) -> None:
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
         raise BundleError(f"{config_path}: model.{field}: expected a positive integer, got {num_layers!r}")
     graphs = values.get("graphs") if isinstance(values.get("graphs"), dict) else {}
-    shortlist = bool(values.get("shortlist"))
-    for graph, io_names in (("encoder", fmt.encoder_io_names),
-                            ("decoder", lambda layers: fmt.decoder_io_names(layers, shortlist))):
+    operands = _shortlist_operands(config_path, values)
+    checked = [("encoder", fmt.encoder_io_names), ("decoder", lambda layers: fmt.decoder_io_names(layers, operands))]
+    if values.get("shortlist"):
+        checked.append(("candidates", lambda _: fmt.candidates_io_names(operands)))
+    for graph, io_names in checked:
         expected_inputs, expected_outputs = io_names(num_layers)
         declared = graphs.get(graph) if isinstance(graphs.get(graph), dict) else {}
         for side, expected in (("inputs", expected_inputs), ("outputs", expected_outputs)):
@@ -126,3 +134,15 @@ def check_graph_io(path, session, num_layers: int, io_names) -> None:
     if got_inputs != expected_inputs or got_outputs != expected_outputs:
         raise BundleError(f"{path}: expected inputs {expected_inputs} and outputs {expected_outputs} "
                           f"(config.json graphs), got inputs {got_inputs} and outputs {got_outputs}")
+
+
+def _shortlist_operands(config_path, values: dict) -> list[str]:
+    """The shortlist record's operand names ([] without a shortlist)."""
+    record = values.get("shortlist")
+    if not record:
+        return []
+    operands = record.get("operands") if isinstance(record, dict) else None
+    if not isinstance(operands, list) or not operands or not all(isinstance(name, str) for name in operands):
+        raise BundleError(f"{config_path}: shortlist.operands: expected the names of candidates.onnx's outputs, got "
+                          f"{operands!r} (a shortlist bundle exported before candidates.onnx: export it again)")
+    return operands

@@ -8,8 +8,11 @@ A bundle is a directory::
     generate.onnx            optional: the whole search in one onnxruntime BeamSearch node, over the
                              same two graphs (export/generation_graph.py, serve/graph_search.py)
     shortlist.bin            optional (`export --shortlist`): each source token's likely target tokens
-                             (serve/shortlist.py); decoder.onnx then computes only the logits of the
-                             target ids it is given (VOCAB_IDS)
+                             (serve/shortlist.py); decoder.onnx then computes only the logits of a
+                             batch's candidate target ids
+    candidates.onnx          with shortlist.bin: a batch's candidate ids (VOCAB_IDS) -> the output
+                             projection's operands for those ids (their rows, gathered once per batch),
+                             which decoder.onnx takes as inputs (export/hoisting.py)
     source.tokenizer.json    tokenizers-library BPE for the source language
     target.tokenizer.json    tokenizers-library BPE for the target language
 
@@ -24,6 +27,7 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 GENERATE_FILE = "generate.onnx"
 SHORTLIST_FILE = "shortlist.bin"
+CANDIDATES_FILE = "candidates.onnx"
 SOURCE_TOKENIZER_FILE = "source.tokenizer.json"
 TARGET_TOKENIZER_FILE = "target.tokenizer.json"
 
@@ -42,8 +46,11 @@ ENCODER_OUTPUT = "encoder_output"  # float32 (B, S, D)
 TOKEN_IDS = "token_ids"  # int32 (B, 1): the newest target token
 POSITION = "position"  # int32 (): its position in the target, = P
 SOURCE_MASK = "source_mask"  # bool (B, S): True where the source holds a real token
-LOGITS = "logits"  # float32 (B, V): next-token logits; (B, C) with VOCAB_IDS
-VOCAB_IDS = "vocab_ids"  # int32 (C,), shortlist bundles only: the target ids whose logits the step computes
+LOGITS = "logits"  # float32 (B, V): next-token logits; (B, C) for a shortlist's C candidates
+
+# candidates.onnx (shortlist bundles): VOCAB_IDS -> the operands named in config.json's shortlist record
+# ("operands"), which decoder.onnx takes after SOURCE_MASK; no ids (C = 0): the step computes every logit
+VOCAB_IDS = "vocab_ids"  # int32 (C,): the target ids whose logits the step computes (generate.onnx takes it too)
 
 # generate.onnx (inputs: SOURCE_IDS first)
 GENERATE_MAX_LENGTH = "max_length"  # int32 (1,): tokens per output + 1 (BOS counts)
@@ -93,9 +100,16 @@ def encoder_io_names(decoder_layers: int) -> tuple[list[str], list[str]]:
     return [SOURCE_IDS], outputs
 
 
-def decoder_io_names(decoder_layers: int, shortlist: bool = False) -> tuple[list[str], list[str]]:
-    """decoder.onnx's (inputs, outputs), in order; config.json's graphs.decoder lists them too."""
-    inputs = [TOKEN_IDS, POSITION, SOURCE_MASK] + ([VOCAB_IDS] if shortlist else [])
+def candidates_io_names(operands) -> tuple[list[str], list[str]]:
+    """candidates.onnx's (inputs, outputs): the ids, then the operands the decoder reads (their names are the
+    export's: they differ between float32 and int8 projections)."""
+    return [VOCAB_IDS], list(operands)
+
+
+def decoder_io_names(decoder_layers: int, operands=()) -> tuple[list[str], list[str]]:
+    """decoder.onnx's (inputs, outputs), in order; config.json's graphs.decoder lists them too. `operands`: a
+    shortlist decoder's per-batch inputs (candidates.onnx's outputs)."""
+    inputs = [TOKEN_IDS, POSITION, SOURCE_MASK, *operands]
     outputs = [LOGITS]
     for i in range(decoder_layers):
         inputs += [cross_key_name(i), cross_value_name(i), past_key_name(i), past_value_name(i)]

@@ -7,6 +7,7 @@ onnxruntime-web and tokenizers.js; this server only hands out files, read-only:
     /<file>                   the other files of web/dist (listed once, at start); FILE.gz, where the
                               build wrote one, goes to browsers that accept gzip
     /bundle/<name>            config.json, encoder.onnx, decoder.onnx, source/target.tokenizer.json of BUNDLE
+                              (and shortlist.bin, candidates.onnx when it has a shortlist)
 
 Nothing else of the machine is reachable: no directory listings, no paths outside those lists,
 GET and HEAD only. It listens on 127.0.0.1 unless told otherwise. Every response carries the
@@ -34,7 +35,7 @@ from .bundle import BundleError, read_bundle_config
 from .errors import KerasTransformerError
 
 BUNDLE_PREFIX = "/bundle/"
-BUNDLE_FILES = (fmt.CONFIG_FILE, fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SHORTLIST_FILE,
+BUNDLE_FILES = (fmt.CONFIG_FILE, fmt.ENCODER_FILE, fmt.DECODER_FILE, fmt.SHORTLIST_FILE, fmt.CANDIDATES_FILE,
                 fmt.SOURCE_TOKENIZER_FILE, fmt.TARGET_TOKENIZER_FILE)
 STATIC_DIR_ENV = "KERAS_TRANSFORMER_WEB_DIST"  # overrides where the built page is looked for
 

@@ -176,7 +176,13 @@ def test_a_shortlist_bundle_is_batch_invariant_restricted_and_can_be_turned_off(
     config = json.loads((shortlist_bundle / fmt.CONFIG_FILE).read_text())
     record = config["shortlist"]
     assert record["k"] == 8 and record["frequent"] == 10 and fmt.SHORTLIST_FILE in config["files"]
-    assert fmt.VOCAB_IDS in config["graphs"]["decoder"]["inputs"]
+    # the projection's rows are gathered once per batch, by candidates.onnx; the step reads them
+    operands = record["operands"]
+    assert config["graphs"]["candidates"]["inputs"] == [fmt.VOCAB_IDS] and fmt.CANDIDATES_FILE in config["files"]
+    assert config["graphs"]["candidates"]["outputs"] == operands
+    assert fmt.VOCAB_IDS not in config["graphs"]["decoder"]["inputs"] and set(operands) <= set(
+        config["graphs"]["decoder"]["inputs"])
+    assert "Gather" in [node.op_type for node in onnx.load(shortlist_bundle / fmt.CANDIDATES_FILE).graph.node]
     assert record["identical_given_every_id"].split("/")[0] == record["identical_given_every_id"].split("/")[1]
     translator = Translator(shortlist_bundle, graph_search=False)
     for beam_size in (1, 3):

@@ -427,15 +427,15 @@ def web_shortlist_bundle(tmp_path_factory, web_pairs):
 
 def test_page_translates_a_shortlist_bundle_of_other_depths_like_python(browser, web_shortlist_bundle,
                                                                         held_out_texts):
-    """The page computes the sentence's shortlist (shortlist.bin) and feeds decoder.onnx its candidates,
-    on a 2+1 model: the tokens of Python's Translator, shortlist on and off."""
+    """The page computes the sentence's shortlist (shortlist.bin), candidates.onnx gathers their rows once and
+    decoder.onnx computes their logits, on a 2+1 model: the tokens of Python's Translator, shortlist on and off."""
     _assert_page_translates_shortlist_bundle_like_python(browser, web_shortlist_bundle, held_out_texts[:40],
                                                          "shortlist, ")
 
 
 def test_page_translates_an_int8_shortlist_bundle_like_python(browser, web_shortlist_bundle, held_out_texts):
-    """int8 and the shortlist together in onnxruntime-web: the If on the ids given, the int8 rows gathered
-    (MatMulIntegerToFloat on a computed weight): Python's tokens, shortlist on and off."""
+    """int8 and the shortlist together in onnxruntime-web: the If on the ids given, the int8 rows gathered by
+    candidates.onnx (MatMulIntegerToFloat on a weight fed as an input): Python's tokens, shortlist on and off."""
     from keras_transformer.export.exporter import export_bundle
     from keras_transformer.export.quantize import Int8Plan
 

@@ -1,6 +1,7 @@
 // A bundle in the browser: the JavaScript twin of serve/translator.py and serve/onnx_model.py, batch 1.
 //
-// load(): fetch config.json and the four files (and shortlist.bin when there is one), check their sha256
+// load(): fetch config.json and the four files (and shortlist.bin and candidates.onnx when there is a
+// shortlist), check their sha256
 // against config.json, start the two onnxruntime-web sessions and the tokenizers. translate(): source
 // ids = tokens cut to max_source_length - 1, then [EOS]; encoder.onnx once; decoder.onnx step by step
 // with its key/value cache (greedy or beam search, web/src/decoding.js), on the sentence's shortlist
@@ -18,6 +19,7 @@ export const FILES = {
   source: "source.tokenizer.json",
   target: "target.tokenizer.json",
   shortlist: "shortlist.bin",
+  candidates: "candidates.onnx",
 };
 const UNK_ID = 3;
 
@@ -80,8 +82,9 @@ const megabytes = (n) => `${(n / 1e6).toFixed(2)} MB`;
 
 /** The encoder and cached decoder step of a bundle for one sentence (serve/onnx_model.py's OnnxStepModel). */
 class OnnxStepModel {
-  constructor(ort, encoder, decoder, config) {
+  constructor(ort, encoder, decoder, config, candidates = null) {
     this.ort = ort;
+    this.candidates = candidates; // a shortlist bundle's candidates.onnx: ids -> the projection's operands
     this.encoder = encoder;
     this.decoder = decoder;
     // the decoder's depth: its caches and cross keys/values (bundles before separate depths: num_layers)
@@ -89,16 +92,24 @@ class OnnxStepModel {
     this.numHeads = config.model.num_heads;
     this.headDim = config.model.hidden_dim / config.model.num_heads;
     this.fullVocabSize = config.model.target_vocab_size;
-    this.shortlisted = Boolean(config.shortlist); // decoder.onnx then takes vocab_ids
-    this.setVocabulary(null);
+    this.shortlisted = Boolean(config.shortlist); // decoder.onnx then takes candidates.onnx's operands
+    this.vocabIds = null;
+    this.vocabSize = this.fullVocabSize;
+    this.operands = null; // candidates.onnx's outputs for vocabIds, computed once per sentence
     this.outputNames = ["logits"];
     for (let i = 0; i < this.numLayers; i++) this.outputNames.push(`present_key_${i}`, `present_value_${i}`);
   }
 
-  /** The target ids of the logits' columns (a shortlist's candidates), or null for the whole vocabulary. */
-  setVocabulary(ids) {
+  /**
+   * The target ids of the logits' columns (a shortlist's candidates), or null for the whole vocabulary; with a
+   * shortlist bundle, candidates.onnx gathers their rows of the output projection here, once per sentence.
+   */
+  async setVocabulary(ids) {
     this.vocabIds = ids;
     this.vocabSize = ids ? ids.length : this.fullVocabSize; // columns of a step's logits
+    if (!this.shortlisted) return;
+    const given = ids ?? new Int32Array(0); // no ids: the decoder computes every logit (the shortlist off)
+    this.operands = await this.candidates.run({ vocab_ids: new this.ort.Tensor("int32", given, [given.length]) });
   }
 
   /** Runs encoder.onnx on source ids (one sentence) and resets the state to one row, empty caches. */
@@ -149,9 +160,9 @@ class OnnxStepModel {
       position: new ort.Tensor("int32", Int32Array.of(position), []),
       source_mask: new ort.Tensor("bool", tile(new Uint8Array(S).fill(1)), [B, S]),
     };
-    if (this.shortlisted) { // no ids: the decoder computes every logit (the shortlist off)
-      const ids = this.vocabIds ?? new Int32Array(0);
-      feeds.vocab_ids = new ort.Tensor("int32", ids, [ids.length]);
+    if (this.shortlisted) {
+      if (!this.operands) await this.setVocabulary(this.vocabIds);
+      Object.assign(feeds, this.operands);
     }
     for (const [name, data] of Object.entries(this.cross)) feeds[name] = new ort.Tensor("float32", tile(data), [B, H, S, Dh]);
     for (const [name, data] of Object.entries(this.past)) feeds[name] = new ort.Tensor("float32", data, [B, H, P, Dh]);
@@ -172,7 +183,7 @@ export class BrowserTranslator {
     this.ort = ort;
     this.config = config;
     this.shortlist = shortlist;
-    this.model = new OnnxStepModel(ort, sessions.encoder, sessions.decoder, config);
+    this.model = new OnnxStepModel(ort, sessions.encoder, sessions.decoder, config, sessions.candidates);
     this.sourceTokenizer = tokenizers.source;
     this.targetTokenizer = tokenizers.target;
     this.decoderBytes = decoderBytes;
@@ -201,7 +212,8 @@ export class BrowserTranslator {
     }
     const bytes = {};
     let downloaded = configBytes.length;
-    for (const key of ["encoder", "decoder", "source", "target"]) {
+    const graphs = config.shortlist ? ["encoder", "decoder", "candidates"] : ["encoder", "decoder"];
+    for (const key of [...graphs, "source", "target"]) {
       const name = FILES[key];
       if (!(name in config.files)) throw new BundleError(`${FILES.config}: 'files' lacks ${name}`);
       onProgress(`Downloading ${name}…`);
@@ -236,7 +248,7 @@ export class BrowserTranslator {
     }
     const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all", ...sessionOptions };
     const sessions = {};
-    for (const key of ["encoder", "decoder"]) {
+    for (const key of graphs) {
       const name = FILES[key];
       onProgress(`Starting onnxruntime-web on ${name}…`);
       try {
@@ -290,7 +302,7 @@ export class BrowserTranslator {
     if (isBlank(text)) return empty;
     const started = performance.now();
     const source = this.sourceIds(text);
-    this.model.setVocabulary(this.shortlist && useShortlist ? this.shortlist.candidates(source.ids) : null);
+    await this.model.setVocabulary(this.shortlist && useShortlist ? this.shortlist.candidates(source.ids) : null);
     await this.model.start(source.ids);
     let steps = 0;
     let firstTokenSeconds = null;
@@ -329,7 +341,7 @@ export class BrowserTranslator {
       const names = found.map((f) => f.name);
       const session = await this.ort.InferenceSession.create(withExtraOutputs(this.decoderBytes, names),
                                                              { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
-      this.attentionModel = new OnnxStepModel(this.ort, this.model.encoder, session, this.config);
+      this.attentionModel = new OnnxStepModel(this.ort, this.model.encoder, session, this.config, this.model.candidates);
       this.attentionModel.outputNames.push(...names);
       this.attentionNames = found;
     }
