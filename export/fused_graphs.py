@@ -230,7 +230,9 @@ def build_decoder_step(decoder: DecoderWeights, architecture: Architecture, opse
 
     `shortlist`: one more input, vocab_ids int32 (C,), and logits (B, C) for those ids only: the
     output projection's rows are gathered, so the step does C / V of the projection's work
-    (`_shortlist_projection`, serve/shortlist.py); no ids (C = 0): every logit, (B, V).
+    (`_shortlist_projection`, serve/shortlist.py); no ids (C = 0): every logit, (B, V). The bundle's
+    decoder.onnx is this graph split by `export.hoisting.split_per_batch`: the gathers run once per batch
+    in candidates.onnx, and the step takes their results instead of vocab_ids.
     """
     from onnx import TensorProto, helper
 

@@ -2,13 +2,13 @@
 (Marian's lexical shortlist in Firefox Translations; CTranslate2's vocabulary map).
 
 A sentence may produce only the candidates of its own source tokens (with BOS, EOS and UNK, the tokens
-CTranslate2's vocabulary map always allows). A batch's decoder
-step computes the logits of the union of its sentences' candidates only (decoder.onnx gathers those rows
-of the output projection), and each row masks the candidates that are not its own sentence's, so a
-translation never depends on the sentences it is batched with. generate.onnx (onnxruntime's search,
-one sentence a call) computes that sentence's candidates' logits the same way. Turned off
-(`use_shortlist=False`), the step is given no ids and computes every logit with the whole projection,
-as a bundle without a shortlist does. Why a shortlist: on a small model the output
+CTranslate2's vocabulary map always allows). A batch's decoder step computes the logits of the union of
+its sentences' candidates only (candidates.onnx gathers those rows of the output projection once per
+batch, decoder.onnx multiplies by them at each step), and each row masks the candidates that are not its
+own sentence's, so a translation never depends on the sentences it is batched with. generate.onnx
+(onnxruntime's search, one sentence a call) computes that sentence's candidates' logits the same way.
+Turned off (`use_shortlist=False`), the step is given no ids and computes every logit with the whole
+projection, as a bundle without a shortlist does. Why a shortlist: on a small model the output
 projection (D x V) and the softmax over V are a large part of a step, and a sentence's candidates are a
 few hundred of V (figures: bench/RESULTS-edge.md).
 
