@@ -36,7 +36,10 @@ def split_per_batch(model, batch_inputs: list[str]):
     every node whose inputs are constants, batch inputs or such nodes' outputs (and that reads at least one
     batch input, else it is left to onnxruntime's constant folding); the step is `model` with those nodes
     removed, taking `operands` (the moved values it still reads) as inputs in place of the batch inputs.
-    Raises ValueError when nothing depends on the batch inputs only, or the step still reads one."""
+    Raises ValueError when nothing depends on the batch inputs only, or the step still reads one.
+
+    A node moved out of an If branch runs whichever branch the step takes: it must not fail on the batch
+    inputs of the other (the shortlist's Gathers given no ids give (0, D) rows, which the step ignores)."""
     import onnx
     from onnx import helper
 

@@ -4,6 +4,7 @@ exported with --shortlist translates exactly like the bundle without when the sh
 and like itself alone and batched when it does not."""
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -235,3 +236,16 @@ def test_ctranslate2s_vocabulary_map_lists_the_same_candidates():
     lines = vmap_lines(shortlist, *tokens)
     assert lines[0] == "\t" + " ".join(f"t{i}" for i in sorted(shortlist.frequent.tolist()))
     assert lines[1 + 4].split("\t") == ["s4", " ".join(f"t{i}" for i in sorted(set(shortlist.table[4].tolist())))]
+
+
+def test_a_shortlist_bundle_from_before_candidates_onnx_is_refused_by_name(shortlist_bundle, tmp_path):
+    """A shortlist bundle whose decoder took vocab_ids (exported before candidates.onnx) names what to do."""
+    from keras_transformer.serve.bundle import BundleError
+
+    old = tmp_path / "old"
+    shutil.copytree(shortlist_bundle, old)
+    config = json.loads((old / fmt.CONFIG_FILE).read_text())
+    del config["shortlist"]["operands"]
+    (old / fmt.CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="shortlist.operands.*export it again"):
+        Translator(old)
