@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bundle", required=True, help="RUN's bundle; its shortlist, if any, is turned off")
     parser.add_argument("--test", default="../shared/data/en-de-multi30k/test2016.tsv")
     parser.add_argument("--k", type=int, nargs="+", default=[25, 50, 100, 200])
-    parser.add_argument("--frequent", type=int, nargs="+", default=[50, 100, 300])
+    parser.add_argument("--frequent", type=int, nargs="+", default=[50, 100, 300, 500])
     parser.add_argument("--pairs", help="estimate from this corpus SPEC instead of RUN's training pairs")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
