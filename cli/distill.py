@@ -47,6 +47,7 @@ def run_distill(args) -> int:
     from keras_transformer.serve.decoding_options import DecodingOptions
     from keras_transformer.serve.heap import retain_freed_heap
     from keras_transformer.serve.translator import Translator
+    from keras_transformer.translation import is_run_dir
 
     distilled = Path(args.distilled) if args.distilled else Path(args.out).with_name(Path(args.out).name + ".distilled")
     bundle = _teacher_bundle(Path(args.teacher), distilled)
@@ -65,6 +66,11 @@ def run_distill(args) -> int:
                 "source_vocab_size": tokenizers[0].vocab_size, "target_vocab_size": tokenizers[1].vocab_size,
                 "shared_vocab": shared}
     model_options, settings = options_from_args(args, defaults)
+    if not is_run_dir(Path(args.teacher)):  # a bundle: train's defaults where nothing was given, said aloud
+        print(f"The teacher {args.teacher} is a bundle, which records no training settings: the student trains "
+              f"with warmup {settings.warmup_steps} steps, learning-rate scale {settings.learning_rate_scale}, "
+              f"label smoothing {settings.label_smoothing}, {settings.batch_tokens} tokens a batch (the options "
+              "given, else `train`'s defaults; a teacher run would have given its own)")
     del teacher
     valid_pairs = read_parallel_corpus(args.valid, **columns)[0] if args.valid else None
     record = {"train": specs, "valid": args.valid, "teacher": str(args.teacher),

@@ -45,7 +45,10 @@ def test_a_student_learns_from_its_teachers_beam_translations(tiny_bundle, corpu
     assert model["hidden_dim"] == teacher_model["hidden_dim"] and config["status"] == "complete"
     assert config["data"]["train"] == [f"{distilled / item['file']}*2"]  # the distilled pairs, twice an epoch
     translated = sum(1 for _, output in rows if output.strip())  # an empty output is a pair with an empty side
-    assert f"Training pairs: {2 * translated} kept" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"Training pairs: {2 * translated} kept" in out
+    # a bundle records no training settings: the student's are said aloud (here the warmup given)
+    assert "is a bundle, which records no training settings: the student trains with warmup 10 steps" in out
 
 
 def test_an_interrupted_distillation_resumes_and_a_finished_one_is_reused(tiny_bundle, corpus, tmp_path, capsys):
