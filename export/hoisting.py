@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import copy
 
-
-def _graph_attributes(node):
-    import onnx
-
-    return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+from .graph_walk import all_nodes, subgraphs
 
 
 def _read_values(graph) -> set:
-    """Every value name read by a node of `graph` or of the subgraphs inside it, and its outputs."""
+    """Every value name read by a node of `graph` or of the subgraphs inside it, and their outputs."""
     names = {value.name for value in graph.output}
-    for node in graph.node:
+    for node in all_nodes(graph):
         names.update(value for value in node.input if value)
-        for subgraph in _graph_attributes(node):
-            names |= _read_values(subgraph)
+        names.update(value.name for subgraph in subgraphs(node) for value in subgraph.output)
     return names
 
 
@@ -52,14 +47,14 @@ def split_per_batch(model, batch_inputs: list[str]):
     def hoist(nodes):  # nodes of one graph, in order; returns those that stay
         kept = []
         for node in nodes:
-            subgraphs = _graph_attributes(node)
-            for subgraph in subgraphs:
+            inner = subgraphs(node)
+            for subgraph in inner:
                 constants.update({tensor.name: tensor for tensor in subgraph.initializer})
                 remaining = hoist(list(subgraph.node))
                 del subgraph.node[:]
                 subgraph.node.extend(remaining)
             inputs = [value for value in node.input if value]
-            if (not subgraphs and inputs and all(value in constants or value in per_batch for value in inputs)
+            if (not inner and inputs and all(value in constants or value in per_batch for value in inputs)
                     and any(value in per_batch for value in inputs)):
                 moved.append(node)
                 per_batch.update(node.output)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .graph_walk import all_nodes, subgraphs
+
 
 @dataclass(frozen=True)
 class Int8Plan:
@@ -74,7 +76,7 @@ def quantize_model(model, plan: Int8Plan = Int8Plan()):
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     uses: dict[str, int] = {}
-    for node in _all_nodes(graph):
+    for node in all_nodes(graph):
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -92,21 +94,10 @@ def quantize_model(model, plan: Int8Plan = Int8Plan()):
     return model, state["replaced"]
 
 
-def _all_nodes(graph):
-    """The nodes of `graph` and of the subgraphs (If branches) inside them."""
-    from onnx import AttributeProto
-
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            if attribute.type == AttributeProto.GRAPH:
-                yield from _all_nodes(attribute.g)
-
-
 def _quantize_nodes(graph, initializers: dict, uses: dict, plan: Int8Plan, opset: int, state: dict) -> None:
     """`quantize_model` on one graph's nodes, then on its subgraphs' (their constants are the outer graph's);
     new initializers go to state["initializers"], `uses` counts down as float weights are replaced."""
-    from onnx import AttributeProto, numpy_helper
+    from onnx import numpy_helper
 
     consumers: dict[str, list] = {}
     for node in graph.node:
@@ -124,9 +115,8 @@ def _quantize_nodes(graph, initializers: dict, uses: dict, plan: Int8Plan, opset
             if found[1] is not None:
                 absorbed.add(id(found[1]))  # replaced by Gathers of the int8 rows and their scales
     for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == AttributeProto.GRAPH:
-                _quantize_nodes(attribute.g, initializers, uses, plan, opset, state)
+        for subgraph in subgraphs(node):
+            _quantize_nodes(subgraph, initializers, uses, plan, opset, state)
         if id(node) in absorbed:
             continue
         weight_name, gather = transposed.get(id(node), (None, None))

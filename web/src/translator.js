@@ -115,6 +115,8 @@ class OnnxStepModel {
   /** Runs encoder.onnx on source ids (one sentence) and resets the state to one row, empty caches. */
   async start(sourceIds) {
     const { ort } = this;
+    // a model whose vocabulary was never set (the attention view's) computes every logit: once, not per step
+    if (this.shortlisted && !this.operands) await this.setVocabulary(this.vocabIds);
     const S = sourceIds.length;
     const ids = new ort.Tensor("int32", Int32Array.from(sourceIds), [1, S]);
     const encoded = await this.encoder.run({ source_ids: ids });
@@ -160,10 +162,7 @@ class OnnxStepModel {
       position: new ort.Tensor("int32", Int32Array.of(position), []),
       source_mask: new ort.Tensor("bool", tile(new Uint8Array(S).fill(1)), [B, S]),
     };
-    if (this.shortlisted) {
-      if (!this.operands) await this.setVocabulary(this.vocabIds);
-      Object.assign(feeds, this.operands);
-    }
+    if (this.shortlisted) Object.assign(feeds, this.operands);
     for (const [name, data] of Object.entries(this.cross)) feeds[name] = new ort.Tensor("float32", tile(data), [B, H, S, Dh]);
     for (const [name, data] of Object.entries(this.past)) feeds[name] = new ort.Tensor("float32", data, [B, H, P, Dh]);
     const results = await this.decoder.run(feeds, this.outputNames);
