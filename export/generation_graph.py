@@ -30,8 +30,12 @@ With a shortlist (serve/shortlist.py), decoder.onnx computes the logits of a bat
 the operands candidates.onnx gathers for them (export/hoisting.py); generate.onnx takes the ids as one more
 input, `vocab_ids` (one sentence's candidates: the operator has no per-row mask), runs candidates.onnx's
 nodes once in the outer graph, each subgraph reads their results from there (outer-scope values), and the
-logits go into rows of -inf over the whole vocabulary (`_scattered_logits`), so the operator's search is
-unchanged and only candidates can win.
+logits go into rows of -inf over the whole vocabulary, so the operator's search is unchanged and only
+candidates can win. Those rows and the scatter's column ids are built once per call in the outer graph
+(`_outer_scatter_operands`); a loop step only scatters, inside the If that computes the candidates' logits
+(`_scatter_in_projection_branch`). The step also reads the operator's int32 mask as it is and its
+position as Shape gives it (int64), where decoder.onnx would convert them: fewer kernels a token, the same
+values (bench/RESULTS-edge.md).
 
 Inputs and outputs (names in `serve/bundle_format.py`):
     source_ids int32 (B, S), PAD-padded; max_length int32 (1,): tokens per output + 1 (BOS counts);
@@ -137,6 +141,71 @@ def _scattered_logits(prefix: str, logits: str, vocab_size: int):
     return nodes, initializers
 
 
+def _outer_scatter_operands(vocab_size: int):
+    """Outer-graph nodes computing, once per call, what every step's scatter reads: `scatter/unreachable`
+    float32 (B * beams, V) of -inf and `scatter/columns` int32 (B * beams, C), vocab_ids on every row
+    (the decoder subgraph's rows are the batch's sentences times the beams)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    p = "scatter/"
+    nodes = [
+        helper.make_node("Shape", [fmt.SOURCE_IDS], [f"{p}batch"], start=0, end=1),
+        helper.make_node("Cast", [fmt.GENERATE_NUM_BEAMS], [f"{p}beams"], to=TensorProto.INT64),
+        helper.make_node("Mul", [f"{p}batch", f"{p}beams"], [f"{p}rows"]),
+        helper.make_node("Concat", [f"{p}rows", f"{p}vocab_size"], [f"{p}full_shape"], axis=0),  # [B * beams, V]
+        helper.make_node("ConstantOfShape", [f"{p}full_shape"], [f"{p}unreachable"],
+                         value=numpy_helper.from_array(np.array([-np.inf], np.float32))),
+        helper.make_node("Shape", [fmt.VOCAB_IDS], [f"{p}candidates"]),
+        helper.make_node("Concat", [f"{p}rows", f"{p}candidates"], [f"{p}columns_shape"], axis=0),  # [B * beams, C]
+        helper.make_node("Unsqueeze", [fmt.VOCAB_IDS, f"{p}axis_0"], [f"{p}vocab_row"]),
+        helper.make_node("Expand", [f"{p}vocab_row", f"{p}columns_shape"], [f"{p}columns"]),
+    ]
+    initializers = [numpy_helper.from_array(np.array([0], np.int64), f"{p}axis_0"),
+                    numpy_helper.from_array(np.array([vocab_size], np.int64), f"{p}vocab_size")]
+    return nodes, initializers
+
+
+def _scatter_in_projection_branch(nodes: list, logits: str):
+    """Places a shortlist step's candidate logits in the outer graph's -inf rows inside the branch that
+    computes them: the decoder's logits come from an If (no ids: every logit, export/shortlist.py), whose
+    candidates branch gains one ScatterElements; the every-logit branch is already (B, V). One If a step,
+    not two, and no scatter set-up per step (`_outer_scatter_operands`). Edits `nodes` in place."""
+    from onnx import helper
+
+    producer = next((node for node in nodes if logits in node.output), None)
+    if producer is None or producer.op_type != "If":
+        raise ValueError(f"generate.onnx: a shortlist decoder's logits ({logits}) should come from an If "
+                         f"(every logit or the candidates'), not {producer and producer.op_type}")
+    branch = next(a.g for a in producer.attribute if a.name == "else_branch")
+    candidate_logits = branch.output[0].name
+    branch.node.append(helper.make_node("ScatterElements", ["scatter/unreachable", "scatter/columns", candidate_logits],
+                                        [candidate_logits + "_scattered"], axis=1))
+    branch.output[0].name = candidate_logits + "_scattered"
+    branch.output[0].type.tensor_type.ClearField("shape")  # (B, V) now, like the other branch's
+
+
+def _without_mask_casts(nodes: list, mask: str, int32_mask: str) -> list:
+    """`nodes` reading `int32_mask` (0/1, int32) where they cast the bool `mask` to int32: the operator feeds
+    the mask as int32 already, so a step does not convert it twice. Unchanged if `mask` has other readers."""
+    from onnx import TensorProto, helper
+
+    from .graph_walk import nodes_within
+
+    def casts_to_int32(node):
+        return node.op_type == "Cast" and any(a.name == "to" and helper.get_attribute_value(a) == TensorProto.INT32
+                                              for a in node.attribute)
+
+    readers = [node for node in nodes_within(nodes) if mask in node.input]
+    if not readers or not all(casts_to_int32(node) and any(node is top for top in nodes) for node in readers):
+        return nodes
+    renamed = {node.output[0]: int32_mask for node in readers}
+    kept = [node for node in nodes if not any(node is reader for reader in readers)]
+    for node in nodes_within(kept):
+        for index, value in enumerate(node.input):
+            node.input[index] = renamed.get(value, value)
+    return kept
+
+
 def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candidates_proto=None):
     """ModelProto of generate.onnx from a bundle's encoder.onnx and decoder.onnx ModelProtos.
 
@@ -175,15 +244,24 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candid
         step_inputs.update({cross: f"past_{kv}_cross_{i}", past: f"past_{kv}_self_{i}"})
     nodes, step_weights, value_info, names = _copied_graph(decoder_proto.graph, "step/", step_inputs)
     step_logits = names[fmt.LOGITS]
-    if shortlist:
-        scatter, scatter_weights = _scattered_logits("step/", step_logits, vocab_size)
-        nodes, step_weights, step_logits = nodes + scatter, step_weights + scatter_weights, "step/scatter_full_logits"
-    step = [helper.make_node("Cast", ["encoder_attention_mask"], ["step/source_mask"], to=TensorProto.BOOL),
-            helper.make_node("Shape", ["past_key_self_0"], ["step/past_length"], start=2, end=3),
-            helper.make_node("Cast", ["step/past_length"], ["step/past_length_int32"], to=TensorProto.INT32),
-            helper.make_node("Squeeze", ["step/past_length_int32"], ["step/position"]),
-            *nodes,
-            helper.make_node("Unsqueeze", [step_logits, "step/axis_1"], ["logits"])]
+    if shortlist:  # the scatter's operands are computed once per call, in the outer graph
+        _scatter_in_projection_branch(nodes, step_logits)
+        scatter_nodes, scatter_weights = _outer_scatter_operands(vocab_size)
+        outer_nodes, outer_weights = outer_nodes + scatter_nodes, outer_weights + scatter_weights
+    nodes = _without_mask_casts(nodes, "step/source_mask", "encoder_attention_mask")
+    mask = [helper.make_node("Cast", ["encoder_attention_mask"], ["step/source_mask"], to=TensorProto.BOOL)]
+    mask = mask if any("step/source_mask" in node.input for node in nodes) else []
+    # The position is the cache's length; int64 as Shape gives it where only Gathers read it (their indices).
+    position_readers = [node for node in nodes if "step/position" in node.input]
+    int64_position = all(node.op_type == "Gather" and list(node.input).index("step/position") == 1
+                         for node in position_readers)
+    position = [helper.make_node("Shape", ["past_key_self_0"], ["step/past_length"], start=2, end=3)]
+    if int64_position:
+        position.append(helper.make_node("Squeeze", ["step/past_length"], ["step/position"]))
+    else:
+        position += [helper.make_node("Cast", ["step/past_length"], ["step/past_length_int32"], to=TensorProto.INT32),
+                     helper.make_node("Squeeze", ["step/past_length_int32"], ["step/position"])]
+    step = [*mask, *position, *nodes, helper.make_node("Unsqueeze", [step_logits, "step/axis_1"], ["logits"])]
     step += [helper.make_node("Identity", [names[present]], [f"present_{kv}_self_{i}"])
              for i, kv, _, present, _ in caches]
     decoder_graph = helper.make_graph(

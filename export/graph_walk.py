@@ -12,7 +12,12 @@ def subgraphs(node) -> list:
 
 def all_nodes(graph):
     """The nodes of `graph` and of the subgraphs inside them, each node before its subgraphs' nodes."""
-    for node in graph.node:
+    yield from nodes_within(graph.node)
+
+
+def nodes_within(nodes):
+    """`nodes` (a graph's, or a list of NodeProtos) and the nodes of their subgraphs, themselves, not copies."""
+    for node in nodes:
         yield node
         for subgraph in subgraphs(node):
-            yield from all_nodes(subgraph)
+            yield from nodes_within(subgraph.node)

@@ -203,6 +203,31 @@ def test_a_shortlist_bundle_is_batch_invariant_restricted_and_can_be_turned_off(
     assert fmt.VOCAB_IDS in generate["inputs"] and "shortlist on, greedy" in generate["identical_to_numpy_loop"]
 
 
+def test_generate_onnx_scatters_a_batch_of_beams_into_rows_set_up_once_per_call(shortlist_bundle):
+    """generate.onnx's step scatters the candidates' logits into -inf rows built once per call in the outer
+    graph (sentences x beams of them): one If a step, no scatter set-up in the loop; a batch of sentences,
+    each with beams, gets from one call what each sentence gets alone, given the same candidates."""
+    from keras_transformer.serve.batching import pad_batch
+    from keras_transformer.serve.graph_search import GraphSearch
+    from keras_transformer.serve.sessions import session_options
+
+    model = onnx.load(shortlist_bundle / fmt.GENERATE_FILE)
+    search = next(node for node in model.graph.node if node.op_type == "BeamSearch")
+    step = next(attribute.g for attribute in search.attribute if attribute.name == "decoder")
+    step_ops = [node.op_type for node in step.node]
+    assert step_ops.count("If") == 1 and not {"ScatterElements", "ConstantOfShape", "Expand"} & set(step_ops)
+    assert "Cast" not in step_ops  # the mask arrives as int32 and the position as Shape gives it
+    translator = Translator(shortlist_bundle, graph_search=False)
+    sources = [translator.translate_batch([text])[0].source_ids for text in SENTENCES[:3]]
+    vocab_ids, _ = translator.shortlist.for_batch(sources)  # one set of candidates for the whole call
+    graph = GraphSearch(shortlist_bundle / fmt.GENERATE_FILE, session_options(1), 2, shortlist=True)
+    options = DecodingOptions(beam_size=3, num_hypotheses=2)
+    together = graph.search(pad_batch(sources), 12, options, vocab_ids)
+    alone = [graph.search(pad_batch([source]), 12, options, vocab_ids)[0] for source in sources]
+    assert [[h.tokens for h in row] for row in together] == [[h.tokens for h in row] for row in alone]
+    assert all(set(h.tokens) <= set(vocab_ids.tolist()) for row in together for h in row)
+
+
 def test_int8_with_a_shortlist_of_every_token_translates_as_the_int8_bundle(tiny_run, tmp_path_factory):
     """int8 and the shortlist together: the gathered projection is quantized as the full one (the
     export's own check, given every id, refused every trained model before), greedy and beam."""
