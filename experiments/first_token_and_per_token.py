@@ -6,6 +6,8 @@ first tokens (the encoder, and the search's setup) and each further output token
 
 B and B8 are RUN's bundles (fp32 and int8; with a shortlist, CTranslate2 gets `--vmap`: its vocabulary map
 from the same shortlist, `bench.edge` writes both); CT2_DIR is RUN converted by `bench.ctranslate2_compare`.
+`--before-fp32 / --before-int8 BUNDLE`: an earlier export of RUN (before a graph change), timed in the same
+passes; its tokens must equal ours.
 Each engine translates the first `--count` sentences one call each, greedy, 1 thread, twice: capped at 2
 output tokens, and uncapped. Per sentence, the capped time is the encoder and the first steps; per token,
 (uncapped - capped) / (the tokens the cap cut). Engines interleaved pass by pass; the best pass counts.
@@ -26,6 +28,8 @@ def main(argv=None) -> int:
     parser.add_argument("--int8", required=True)
     parser.add_argument("--ct2", required=True, help="the run converted for CTranslate2 (bench.ctranslate2_compare)")
     parser.add_argument("--vmap", action="store_true", help="CTranslate2 with its vocabulary map (use_vmap)")
+    parser.add_argument("--before-fp32", help="an earlier fp32 export of RUN, timed beside ours")
+    parser.add_argument("--before-int8", help="an earlier int8 export of RUN, timed beside ours")
     parser.add_argument("--sentences", default="../shared/data/en-de-multi30k/test2016.tsv")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--passes", type=int, default=3)
@@ -46,20 +50,27 @@ def main(argv=None) -> int:
     engines = {}
     for precision, bundle, compute_type in (("fp32", args.fp32, "float32"), ("int8", args.int8, "int8")):
         engines["ours", precision] = Translator(bundle, threads=1)
+        if getattr(args, f"before_{precision}"):
+            engines["ours before", precision] = Translator(getattr(args, f"before_{precision}"), threads=1)
         engines["CTranslate2", precision] = Ct2Engine(args.ct2, source_tokenizer, target_tokenizer,
                                                       config.max_source_length, config.max_target_length,
                                                       compute_type, 1, args.vmap)
 
+    outputs = {}
+
     def translate_all(key, cap):  # -> (seconds, output tokens)
-        engine, tokens = engines[key], 0
+        engine, tokens, found = engines[key], 0, []
         started = time.perf_counter()
         for text in texts:
-            if key[0] == "ours":
-                tokens += len(engine.translate_batch([text], max_length=cap)[0].target_ids)
+            if key[0].startswith("ours"):
+                found.append(engine.translate_batch([text], max_length=cap)[0].target_ids)
+                tokens += len(found[-1])
             else:
                 engine.max_target_length = cap
                 tokens += len(engine.translate_batch([text])[1][0])
-        return time.perf_counter() - started, tokens
+        seconds = time.perf_counter() - started
+        outputs[key, cap] = found
+        return seconds, tokens
 
     caps = (2, config.max_target_length)
     best = {}
@@ -70,6 +81,10 @@ def main(argv=None) -> int:
                 seconds, tokens = translate_all(key, cap)
                 if seconds < best.get((key, cap), (float("inf"), 0))[0]:
                     best[key, cap] = (seconds, tokens)
+    for precision in ("fp32", "int8"):
+        if ("ours before", precision) in engines and outputs[("ours", precision), caps[1]] != outputs[
+                ("ours before", precision), caps[1]]:
+            raise SystemExit(f"{precision}: the earlier export's tokens differ from ours")
     rows = []
     for key in engines:
         (capped, capped_tokens), (whole, tokens) = best[key, caps[0]], best[key, caps[1]]
@@ -79,7 +94,8 @@ def main(argv=None) -> int:
         f"### Batch 1, where the time goes: ours against CTranslate2 ({args.run}{', use_vmap' if args.vmap else ''})",
         "", *machine_description(), "",
         f"The first {len(texts)} sentences of {args.sentences}, one call each, greedy, 1 thread, text in and text "
-        f"out; best of {args.passes} interleaved passes. Ours: {args.fp32}, {args.int8}.", "",
+        f"out; best of {args.passes} interleaved passes. Ours: {args.fp32}, {args.int8}"
+        + "".join(f"; before: {b}" for b in (args.before_fp32, args.before_int8) if b) + ".", "",
         markdown_table(["engine", "precision", "ms a sentence, capped at 2 tokens", "ms a sentence", "output tokens",
                         "µs a further token"], rows)])
     print_and_save(text, args.out)
