@@ -66,11 +66,15 @@ def run_distill(args) -> int:
                 "source_vocab_size": tokenizers[0].vocab_size, "target_vocab_size": tokenizers[1].vocab_size,
                 "shared_vocab": shared}
     model_options, settings = options_from_args(args, defaults)
-    if not is_run_dir(Path(args.teacher)):  # a bundle: train's defaults where nothing was given, said aloud
-        print(f"The teacher {args.teacher} is a bundle, which records no training settings: the student trains "
-              f"with warmup {settings.warmup_steps} steps, learning-rate scale {settings.learning_rate_scale}, "
-              f"label smoothing {settings.label_smoothing}, {settings.batch_tokens} tokens a batch (the options "
-              "given, else `train`'s defaults; a teacher run would have given its own)")
+    if not is_run_dir(Path(args.teacher)):  # a bundle: where its settings come from, said aloud
+        said = (f"warmup {settings.warmup_steps} steps, learning-rate scale {settings.learning_rate_scale}, label "
+                f"smoothing {settings.label_smoothing}, {settings.batch_tokens} tokens a batch")
+        if _bundle_training(bundle):
+            print(f"The student trains with {said} (the options given, else those the teacher's run trained with, "
+                  f"as its bundle records them)")
+        else:  # a bundle exported before bundles recorded them
+            print(f"The teacher {args.teacher} is a bundle, which records no training settings: the student trains "
+                  f"with {said} (the options given, else `train`'s defaults; a teacher run would have given its own)")
     del teacher
     valid_pairs = read_parallel_corpus(args.valid, **columns)[0] if args.valid else None
     record = {"train": specs, "valid": args.valid, "teacher": str(args.teacher),
@@ -100,8 +104,16 @@ def _teacher_bundle(teacher: Path, distilled: Path) -> Path:
     return bundle
 
 
+def _bundle_training(bundle: Path) -> dict:
+    """The training settings `bundle` records (those of the run it was exported from; {} for older bundles)."""
+    import json
+
+    return json.loads((bundle / "config.json").read_text(encoding="utf-8")).get("training", {})
+
+
 def _teacher_options(teacher: Path, bundle: Path) -> dict:
-    """The teacher's model options (its bundle's model), and its training settings when it is a run."""
+    """The teacher's model options (its bundle's model) and training settings (its run's, as the run or the
+    bundle records them)."""
     import json
 
     from keras_transformer.config import ModelOptions
@@ -111,8 +123,8 @@ def _teacher_options(teacher: Path, bundle: Path) -> dict:
     model = json.loads((bundle / "config.json").read_text(encoding="utf-8"))["model"]
     names = {field.name for field in dataclasses.fields(ModelOptions)}
     options = {name: value for name, value in model.items() if name in names}
-    if is_run_dir(teacher):
-        training = json.loads((teacher / "config.json").read_text(encoding="utf-8")).get("training", {})
-        names = {field.name for field in dataclasses.fields(TrainingSettings)}
-        options.update({name: value for name, value in training.items() if name in names})
+    training = json.loads((teacher / "config.json").read_text(encoding="utf-8")).get("training", {}) \
+        if is_run_dir(teacher) else _bundle_training(bundle)
+    names = {field.name for field in dataclasses.fields(TrainingSettings)}
+    options.update({name: value for name, value in training.items() if name in names})
     return options

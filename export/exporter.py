@@ -265,6 +265,7 @@ def export_bundle(run_dir, out, int8=False, opset=OPSET, force=False, log=print,
         shutil.copyfile(run.target_tokenizer_path, tmp / fmt.TARGET_TOKENIZER_FILE)
         config = _bundle_config(model_config, opset, report.to_dict(), quantization, tmp, decoder_built_by, generate,
                                 shortlisted)
+        config["training"] = run.read_config().get("training", {})  # what `distill` gives a student by default
         (tmp / fmt.CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be shared
         _move_into_place(tmp, out)

@@ -11,6 +11,7 @@ from keras_transformer.corpus import read_parallel_corpus, write_tsv
 from keras_transformer.distillation import RECORD_FILE
 from keras_transformer.run_dir import RunDir
 from keras_transformer.serve import Translator
+from keras_transformer.training import TrainingSettings
 
 STUDENT = ["--epochs", "1", "--batch-tokens", "256", "--warmup-steps", "10", "--dropout", "0"]
 
@@ -47,8 +48,10 @@ def test_a_student_learns_from_its_teachers_beam_translations(tiny_bundle, corpu
     translated = sum(1 for _, output in rows if output.strip())  # an empty output is a pair with an empty side
     out = capsys.readouterr().out
     assert f"Training pairs: {2 * translated} kept" in out
-    # a bundle records no training settings: the student's are said aloud (here the warmup given)
-    assert "is a bundle, which records no training settings: the student trains with warmup 10 steps" in out
+    # the bundle records its run's training settings: the student takes them except those given, said aloud
+    assert config["training"]["warmup_steps"] == 10 and config["training"]["label_smoothing"] == 0.0
+    assert config["training"]["label_smoothing"] != TrainingSettings().label_smoothing  # the teacher's, not train's
+    assert "The student trains with warmup 10 steps, learning-rate scale 1.0, label smoothing 0.0" in out
 
 
 def test_an_interrupted_distillation_resumes_and_a_finished_one_is_reused(tiny_bundle, corpus, tmp_path, capsys):
@@ -70,3 +73,21 @@ def test_an_interrupted_distillation_resumes_and_a_finished_one_is_reused(tiny_b
     assert main(["distill", str(tiny_bundle), "--data", str(corpus), "--distilled", str(distilled), "--beam-size", "3",
                  "--out", str(tmp_path / "d"), *STUDENT]) == 2  # another decoding: refused without --force
     assert "holds the distillation of another teacher, corpus or decoding" in capsys.readouterr().err
+
+
+def test_a_bundle_teacher_gives_the_training_settings_it_records_and_an_older_bundle_none(tiny_bundle, tiny_run,
+                                                                                           tmp_path):
+    import shutil
+
+    from keras_transformer.cli.distill import _teacher_options
+
+    recorded = json.loads((tiny_bundle / "config.json").read_text())["training"]
+    assert recorded == RunDir(tiny_run).read_config()["training"]  # the run's, as exported
+    assert _teacher_options(tiny_bundle, tiny_bundle)["warmup_steps"] == recorded["warmup_steps"] == 30
+    older = tmp_path / "older"  # a bundle exported before bundles recorded training settings
+    shutil.copytree(tiny_bundle, older)
+    config = json.loads((older / "config.json").read_text())
+    del config["training"]
+    (older / "config.json").write_text(json.dumps(config))
+    options = _teacher_options(older, older)
+    assert "warmup_steps" not in options and options["hidden_dim"] == config["model"]["hidden_dim"]
