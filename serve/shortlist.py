@@ -51,13 +51,22 @@ class Shortlist:
 
     def candidates(self, source: list[int]) -> np.ndarray:
         """A sentence's allowed target ids, sorted: its source tokens' K each, the frequent ones, BOS, EOS, UNK."""
-        rows = self.table[np.asarray(source, dtype=np.int64)].reshape(-1)
-        return np.union1d(np.union1d(rows, self.frequent), ALWAYS).astype(np.int32)
+        return np.flatnonzero(self.allowed_ids([source])[0]).astype(np.int32)
 
     def for_batch(self, sources: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """(vocab_ids int32 (C,): the union of the sentences' candidates, sorted; allowed bool (B, C):
         which of them each sentence may produce)."""
-        own = [self.candidates(source) for source in sources]
-        vocab_ids = own[0] if len(own) == 1 else np.unique(np.concatenate(own)).astype(np.int32)
-        allowed = np.stack([np.isin(vocab_ids, ids, assume_unique=True) for ids in own])  # (B, C)
-        return vocab_ids, allowed
+        allowed = self.allowed_ids(sources)  # (B, V)
+        vocab_ids = np.flatnonzero(allowed.any(axis=0))
+        return vocab_ids.astype(np.int32), allowed[:, vocab_ids]
+
+    def allowed_ids(self, sources: list[list[int]]) -> np.ndarray:
+        """bool (B, V): which target ids each sentence may produce. Marking a row of V per sentence, not set
+        operations on id lists: a batch's candidates cost one pass over B x V booleans."""
+        allowed = np.zeros((len(sources), self.target_vocab_size), dtype=bool)
+        allowed[:, self.frequent] = True
+        allowed[:, ALWAYS] = True
+        lengths = [len(source) for source in sources]
+        ids = self.table[np.fromiter((i for source in sources for i in source), np.int64, sum(lengths))]  # (T, K)
+        allowed[np.repeat(np.arange(len(sources)), np.asarray(lengths) * self.table.shape[1]), ids.reshape(-1)] = True
+        return allowed
