@@ -70,12 +70,20 @@ def run_serve(args) -> int:
     for name, value in (("--processes", processes), ("--replicas", replicas), ("--threads", threads)):
         if value < 1:
             raise OptionError(f"{name}: expected >= 1, got {value}")
-    translator = Translator(args.bundle, threads=threads, replicas=1)  # checks the bundle here, in one line
-    banner = f"{translator!r} x {replicas} replicas" if replicas > 1 else repr(translator)
-    del translator
-    make_app = functools.partial(http_server.app_for_bundle, args.bundle, threads=threads, replicas=replicas,
-                                 workers=args.workers, max_queue=args.max_queue, batching=not args.no_batching,
-                                 max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms)
+    # Loaded here to check the bundle (in one line) before the port is taken; one process serves with it.
+    translator = Translator(args.bundle, threads=threads, replicas=replicas if processes == 1 else 1)
+    banner = f"{translator!r} x {replicas} replicas" if replicas > 1 and processes > 1 else repr(translator)
+    app_options = dict(workers=args.workers, max_queue=args.max_queue, batching=not args.no_batching,
+                       max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms)
+    if processes == 1:
+        from keras_transformer.serve.heap import retain_freed_heap
+
+        retain_freed_heap()
+        make_app = functools.partial(http_server.create_app, translator, **app_options)
+    else:  # each process loads its own (what app_for_bundle does), so this one is not kept
+        del translator
+        make_app = functools.partial(http_server.app_for_bundle, args.bundle, threads=threads, replicas=replicas,
+                                     **app_options)
     http_server.run_server(make_app, host=args.host, port=args.port, processes=processes,
                            access_log=args.access_log, banner=banner)
     return 0
