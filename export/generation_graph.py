@@ -215,6 +215,8 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candid
     those logits only, scattered into -inf rows of V for the operator (`_scattered_logits`)."""
     from onnx import TensorProto, helper, numpy_helper
 
+    from .graph_walk import nodes_within
+
     shortlist = candidates_proto is not None
     outer_nodes, outer_weights, operands = [], [], {}
     if shortlist:  # once per call; the subgraphs read the operands from the outer scope
@@ -250,9 +252,9 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candid
         outer_nodes, outer_weights = outer_nodes + scatter_nodes, outer_weights + scatter_weights
     nodes = _without_mask_casts(nodes, "step/source_mask", "encoder_attention_mask")
     mask = [helper.make_node("Cast", ["encoder_attention_mask"], ["step/source_mask"], to=TensorProto.BOOL)]
-    mask = mask if any("step/source_mask" in node.input for node in nodes) else []
+    mask = mask if any("step/source_mask" in node.input for node in nodes_within(nodes)) else []
     # The position is the cache's length; int64 as Shape gives it where only Gathers read it (their indices).
-    position_readers = [node for node in nodes if "step/position" in node.input]
+    position_readers = [node for node in nodes_within(nodes) if "step/position" in node.input]
     int64_position = all(node.op_type == "Gather" and list(node.input).index("step/position") == 1
                          for node in position_readers)
     position = [helper.make_node("Shape", ["past_key_self_0"], ["step/past_length"], start=2, end=3)]
