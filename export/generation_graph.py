@@ -31,11 +31,11 @@ the operands candidates.onnx gathers for them (export/hoisting.py); generate.onn
 input, `vocab_ids` (one sentence's candidates: the operator has no per-row mask), runs candidates.onnx's
 nodes once in the outer graph, each subgraph reads their results from there (outer-scope values), and the
 logits go into rows of -inf over the whole vocabulary, so the operator's search is unchanged and only
-candidates can win. Those rows and the scatter's column ids are built once per call in the outer graph
-(`_outer_scatter_operands`); a loop step only scatters, inside the If that computes the candidates' logits
-(`_scatter_in_projection_branch`). The step also reads the operator's int32 mask as it is and its
-position as Shape gives it (int64), where decoder.onnx would convert them: fewer kernels a token, the same
-values (bench/RESULTS-edge.md).
+candidates can win. Those rows and the scatter's column ids are built once per call (`_scatter_operands`:
+the loop's in the outer graph, the first step's beside it); a step only scatters, inside the If that
+computes the candidates' logits (`_scatter_in_projection_branch`). The loop step also reads the operator's
+int32 mask as it is and its position as Shape gives it (int64), where decoder.onnx would convert them:
+fewer kernels a token, the same values (bench/RESULTS-edge.md).
 
 Inputs and outputs (names in `serve/bundle_format.py`):
     source_ids int32 (B, S), PAD-padded; max_length int32 (1,): tokens per output + 1 (BOS counts);
@@ -106,57 +106,19 @@ def _dims(value) -> list:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
 
 
-def _scattered_logits(prefix: str, logits: str, vocab_size: int):
-    """Nodes and initializers that place a shortlist decoder's logits (B, C), those of the ids in the outer
-    graph's vocab_ids (C,), in (B, V) rows of -inf: the operator searches token ids, and a token outside
-    the candidates can never be chosen. No ids (the shortlist off): the logits are already (B, V).
-    Output: `prefix + "scatter_full_logits"`."""
-    from onnx import TensorProto, helper, numpy_helper
+def _scatter_operands(prefix: str, rows: str, vocab_size: int):
+    """Nodes and initializers computing, once per call, what a step's scatter reads: `prefix + "unreachable"`
+    float32 (R, V) of -inf and `prefix + "columns"` int32 (R, C), the outer graph's vocab_ids on every row;
+    `rows` names an int64 (1,) value holding R, the rows the step's logits have."""
+    from onnx import helper, numpy_helper
 
-    p = prefix + "scatter_"  # apart from the copied decoder's names (prefix + its own)
-    scatter = [
-        helper.make_node("Shape", [logits], [f"{p}logits_shape"], name=f"{p}logits_shape"),  # [B, C]
-        helper.make_node("Unsqueeze", [fmt.VOCAB_IDS, f"{p}axis_0"], [f"{p}vocab_row"], name=f"{p}vocab_row"),
-        helper.make_node("Expand", [f"{p}vocab_row", f"{p}logits_shape"], [f"{p}columns"], name=f"{p}columns"),
-        helper.make_node("Shape", [logits], [f"{p}rows"], name=f"{p}rows", start=0, end=1),
-        helper.make_node("Concat", [f"{p}rows", f"{p}vocab_size"], [f"{p}full_shape"], name=f"{p}full_shape",
-                         axis=0),  # [B, V]
-        helper.make_node("ConstantOfShape", [f"{p}full_shape"], [f"{p}unreachable"], name=f"{p}unreachable",
-                         value=numpy_helper.from_array(np.array([-np.inf], np.float32))),
-        helper.make_node("ScatterElements", [f"{p}unreachable", f"{p}columns", logits], [f"{p}scattered"],
-                         name=f"{p}scattered", axis=1),
-    ]
-    output = lambda name: [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)]  # noqa: E731
+    p = prefix
     nodes = [
-        helper.make_node("Size", [fmt.VOCAB_IDS], [f"{p}vocab_ids_size"], name=f"{p}vocab_ids_size"),
-        helper.make_node("Equal", [f"{p}vocab_ids_size", f"{p}no_ids"], [f"{p}every_id"], name=f"{p}every_id"),
-        helper.make_node("If", [f"{p}every_id"], [f"{p}full_logits"], name=f"{p}full_logits",
-                         then_branch=helper.make_graph([helper.make_node("Identity", [logits], [f"{p}every_logits"])],
-                                                       f"{p}every_id", [], output(f"{p}every_logits")),
-                         else_branch=helper.make_graph(scatter, f"{p}scatter", [], output(f"{p}scattered"))),
-    ]
-    initializers = [numpy_helper.from_array(np.array([0], np.int64), f"{p}axis_0"),
-                    numpy_helper.from_array(np.array([vocab_size], np.int64), f"{p}vocab_size"),
-                    numpy_helper.from_array(np.array(0, np.int64), f"{p}no_ids")]
-    return nodes, initializers
-
-
-def _outer_scatter_operands(vocab_size: int):
-    """Outer-graph nodes computing, once per call, what every step's scatter reads: `scatter/unreachable`
-    float32 (B * beams, V) of -inf and `scatter/columns` int32 (B * beams, C), vocab_ids on every row
-    (the decoder subgraph's rows are the batch's sentences times the beams)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    p = "scatter/"
-    nodes = [
-        helper.make_node("Shape", [fmt.SOURCE_IDS], [f"{p}batch"], start=0, end=1),
-        helper.make_node("Cast", [fmt.GENERATE_NUM_BEAMS], [f"{p}beams"], to=TensorProto.INT64),
-        helper.make_node("Mul", [f"{p}batch", f"{p}beams"], [f"{p}rows"]),
-        helper.make_node("Concat", [f"{p}rows", f"{p}vocab_size"], [f"{p}full_shape"], axis=0),  # [B * beams, V]
+        helper.make_node("Concat", [rows, f"{p}vocab_size"], [f"{p}full_shape"], axis=0),  # [R, V]
         helper.make_node("ConstantOfShape", [f"{p}full_shape"], [f"{p}unreachable"],
                          value=numpy_helper.from_array(np.array([-np.inf], np.float32))),
         helper.make_node("Shape", [fmt.VOCAB_IDS], [f"{p}candidates"]),
-        helper.make_node("Concat", [f"{p}rows", f"{p}candidates"], [f"{p}columns_shape"], axis=0),  # [B * beams, C]
+        helper.make_node("Concat", [rows, f"{p}candidates"], [f"{p}columns_shape"], axis=0),  # [R, C]
         helper.make_node("Unsqueeze", [fmt.VOCAB_IDS, f"{p}axis_0"], [f"{p}vocab_row"]),
         helper.make_node("Expand", [f"{p}vocab_row", f"{p}columns_shape"], [f"{p}columns"]),
     ]
@@ -165,11 +127,11 @@ def _outer_scatter_operands(vocab_size: int):
     return nodes, initializers
 
 
-def _scatter_in_projection_branch(nodes: list, logits: str):
-    """Places a shortlist step's candidate logits in the outer graph's -inf rows inside the branch that
-    computes them: the decoder's logits come from an If (no ids: every logit, export/shortlist.py), whose
-    candidates branch gains one ScatterElements; the every-logit branch is already (B, V). One If a step,
-    not two, and no scatter set-up per step (`_outer_scatter_operands`). Edits `nodes` in place."""
+def _scatter_in_projection_branch(nodes: list, logits: str, prefix: str):
+    """Places a shortlist step's candidate logits in -inf rows of V (`_scatter_operands` under `prefix`)
+    inside the branch that computes them: the decoder's logits come from an If (no ids: every logit,
+    export/shortlist.py), whose candidates branch gains one ScatterElements; the every-logit branch is
+    already (B, V). One If a step, and no scatter set-up in it. Edits `nodes` in place."""
     from onnx import helper
 
     producer = next((node for node in nodes if logits in node.output), None)
@@ -178,8 +140,8 @@ def _scatter_in_projection_branch(nodes: list, logits: str):
                          f"(every logit or the candidates'), not {producer and producer.op_type}")
     branch = next(a.g for a in producer.attribute if a.name == "else_branch")
     candidate_logits = branch.output[0].name
-    branch.node.append(helper.make_node("ScatterElements", ["scatter/unreachable", "scatter/columns", candidate_logits],
-                                        [candidate_logits + "_scattered"], axis=1))
+    branch.node.append(helper.make_node("ScatterElements", [f"{prefix}unreachable", f"{prefix}columns",
+                                                            candidate_logits], [candidate_logits + "_scattered"], axis=1))
     branch.output[0].name = candidate_logits + "_scattered"
     branch.output[0].type.tensor_type.ClearField("shape")  # (B, V) now, like the other branch's
 
@@ -212,7 +174,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candid
     `candidates_proto`: a shortlist bundle's candidates.onnx (vocab_ids (C,) -> the operands decoder.onnx
     takes; its logits are (B, C)). generate.onnx then takes vocab_ids (C,) too, one sentence's candidates
     (serve/shortlist.py): the operands are computed once per call, in the outer graph, and each step computes
-    those logits only, scattered into -inf rows of V for the operator (`_scattered_logits`)."""
+    those logits only, scattered into -inf rows of V for the operator (`_scatter_in_projection_branch`)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from .graph_walk import nodes_within
@@ -246,10 +208,13 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candid
         step_inputs.update({cross: f"past_{kv}_cross_{i}", past: f"past_{kv}_self_{i}"})
     nodes, step_weights, value_info, names = _copied_graph(decoder_proto.graph, "step/", step_inputs)
     step_logits = names[fmt.LOGITS]
-    if shortlist:  # the scatter's operands are computed once per call, in the outer graph
-        _scatter_in_projection_branch(nodes, step_logits)
-        scatter_nodes, scatter_weights = _outer_scatter_operands(vocab_size)
-        outer_nodes, outer_weights = outer_nodes + scatter_nodes, outer_weights + scatter_weights
+    if shortlist:  # the scatter's operands once per call, in the outer graph: the loop's rows are sentences x beams
+        _scatter_in_projection_branch(nodes, step_logits, "scatter/")
+        scatter_nodes, scatter_weights = _scatter_operands("scatter/", "scatter/rows", vocab_size)
+        rows = [helper.make_node("Shape", [fmt.SOURCE_IDS], ["scatter/batch"], start=0, end=1),
+                helper.make_node("Cast", [fmt.GENERATE_NUM_BEAMS], ["scatter/beams"], to=TensorProto.INT64),
+                helper.make_node("Mul", ["scatter/batch", "scatter/beams"], ["scatter/rows"])]
+        outer_nodes, outer_weights = outer_nodes + rows + scatter_nodes, outer_weights + scatter_weights
     nodes = _without_mask_casts(nodes, "step/source_mask", "encoder_attention_mask")
     mask = [helper.make_node("Cast", ["encoder_attention_mask"], ["step/source_mask"], to=TensorProto.BOOL)]
     mask = mask if any("step/source_mask" in node.input for node in nodes_within(nodes)) else []
@@ -286,10 +251,11 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candid
         first_inputs.update({cross: encoded[cross], past: "first/empty_cache"})
     first_nodes, first_weights, first_info, first = _copied_graph(decoder_proto.graph, "first/", first_inputs)
     first_logits = first[fmt.LOGITS]
+    first_scatter = []  # the first step's rows are the sentences (the operator expands to beams after it)
     if shortlist:
-        scatter, scatter_weights = _scattered_logits("first/", first_logits, vocab_size)
-        first_nodes, first_weights, first_logits = first_nodes + scatter, first_weights + scatter_weights, \
-            "first/scatter_full_logits"
+        _scatter_in_projection_branch(first_nodes, first_logits, "first/scatter_")
+        first_scatter, scatter_weights = _scatter_operands("first/scatter_", "first/batch", vocab_size)
+        first_weights = first_weights + scatter_weights
     start = [helper.make_node("Cast", ["encoder_attention_mask"], ["first/source_mask"], to=TensorProto.BOOL),
              helper.make_node("Shape", ["encoder_input_ids"], ["first/batch"], start=0, end=1),
              helper.make_node("Concat", ["first/batch", "first/cache_dims"], ["first/cache_shape"], axis=0),
@@ -302,7 +268,7 @@ def build_generation_graph(encoder_proto, decoder_proto, vocab_size: int, candid
     finish += [helper.make_node("Identity", [encoded[cross]], [f"present_{kv}_cross_{i}"])
                for i, kv, _, _, cross in caches]
     encoder_graph = helper.make_graph(
-        encoder_nodes + start + first_nodes + finish, "encoder_and_first_step",
+        encoder_nodes + start + first_scatter + first_nodes + finish, "encoder_and_first_step",
         [tensor("encoder_input_ids", ["B", "S"], TensorProto.INT32),
          tensor("encoder_attention_mask", ["B", "S"], TensorProto.INT32),
          tensor("decoder_input_ids", ["B", 1], TensorProto.INT32)],
