@@ -140,8 +140,8 @@ def _scatter_in_projection_branch(nodes: list, logits: str, prefix: str):
                          f"(every logit or the candidates'), not {producer and producer.op_type}")
     branch = next(a.g for a in producer.attribute if a.name == "else_branch")
     candidate_logits = branch.output[0].name
-    branch.node.append(helper.make_node("ScatterElements", [f"{prefix}unreachable", f"{prefix}columns",
-                                                            candidate_logits], [candidate_logits + "_scattered"], axis=1))
+    operands = [f"{prefix}unreachable", f"{prefix}columns", candidate_logits]
+    branch.node.append(helper.make_node("ScatterElements", operands, [candidate_logits + "_scattered"], axis=1))
     branch.output[0].name = candidate_logits + "_scattered"
     branch.output[0].type.tensor_type.ClearField("shape")  # (B, V) now, like the other branch's
 
